@@ -1,0 +1,124 @@
+"""Stage 10, chain: question -> (condense) -> retrieve -> prompt -> LLM -> verified `Answer`.
+
+`build_chain` returns a LangChain runnable (LCEL). `QA` wraps it with input checks and a
+token stream for the chat page and the SSE API; both paths run the same steps.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterator
+from operator import itemgetter
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+
+from rag.citations import Verifier, refusal
+from rag.errors import QuestionError
+from rag.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, format_evidence, format_history
+from rag.schema import Answer, Evidence
+
+History = list[tuple[str, str]]  # (user question, assistant answer) pairs, oldest first
+
+
+def clean_question(question: object, max_chars: int = 2000) -> str:
+    """Normalise a user question or raise QuestionError saying how to ask instead."""
+    if not isinstance(question, str):
+        raise QuestionError("The question must be text.")
+    text = unicodedata.normalize("NFC", question)
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    text = " ".join(text.split())
+    if not text:
+        raise QuestionError("The question is empty. Type a question about the articles.")
+    if len(text) > max_chars:
+        raise QuestionError(
+            f"The question is {len(text):,} characters long; the limit is {max_chars:,}. "
+            "Ask something shorter."
+        )
+    return text
+
+
+def _condense_step(llm: BaseChatModel) -> Runnable:
+    condense = CONDENSE_PROMPT | llm | StrOutputParser()
+
+    def run(inputs: dict) -> str:
+        history = inputs.get("history") or []
+        if not history:
+            return inputs["question"]
+        rewritten = condense.invoke(
+            {"history": format_history(history), "question": inputs["question"]}
+        )
+        line = rewritten.strip().split("\n")[0].strip().strip('"')
+        line = re.sub(r"^(standalone question:)\s*", "", line, flags=re.IGNORECASE)
+        # A small model sometimes answers instead of rewriting; keep the user's words then.
+        return line if 3 < len(line) <= 300 and line.endswith("?") else inputs["question"]
+
+    return RunnableLambda(run, name="condense")
+
+
+def build_chain(
+    retriever: Callable[[str], list[Evidence]], llm: BaseChatModel, verifier: Verifier
+) -> Runnable:
+    """The full pipeline as one runnable: {"question", "history"?} -> Answer."""
+    generate = ANSWER_PROMPT | llm | StrOutputParser()
+
+    def answer_or_refuse(inputs: dict) -> str:
+        if not inputs["evidence"]:
+            return ""  # nothing relevant: do not let the model answer from memory
+        return generate.invoke(
+            {"evidence": format_evidence(inputs["evidence"]), "question": inputs["question"]}
+        )
+
+    return (
+        RunnablePassthrough.assign(question=_condense_step(llm))
+        | RunnablePassthrough.assign(evidence=itemgetter("question") | RunnableLambda(retriever))
+        | RunnablePassthrough.assign(raw=RunnableLambda(answer_or_refuse, name="generate"))
+        | RunnableLambda(
+            lambda x: verifier(x["question"], x["raw"], x["evidence"]), name="verify"
+        )
+    )
+
+
+class QA:
+    """Answers questions; one at a time on the LLM (a local model serves one request at once)."""
+
+    def __init__(
+        self,
+        retriever: Callable[[str], list[Evidence]],
+        llm: BaseChatModel,
+        verifier: Verifier,
+        max_question_chars: int = 2000,
+    ) -> None:
+        self.retriever = retriever
+        self.llm = llm
+        self.verifier = verifier
+        self.max_question_chars = max_question_chars
+        self.chain = build_chain(retriever, llm, verifier)
+        self._condense = _condense_step(llm)
+        self._generate = ANSWER_PROMPT | llm | StrOutputParser()
+        self.lock = threading.Lock()
+
+    def ask(self, question: str, history: History | None = None) -> Answer:
+        """Answer one question (with optional chat history)."""
+        question = clean_question(question, self.max_question_chars)
+        with self.lock:
+            return self.chain.invoke({"question": question, "history": history or []})
+
+    def stream(self, question: str, history: History | None = None) -> Iterator[str | Answer]:
+        """Yield the model's tokens as they come, then the verified Answer last."""
+        question = clean_question(question, self.max_question_chars)
+        with self.lock:
+            standalone = self._condense.invoke({"question": question, "history": history or []})
+            evidence = self.retriever(standalone)
+            if not evidence:
+                yield refusal(standalone, evidence)
+                return
+            raw = ""
+            inputs = {"evidence": format_evidence(evidence), "question": standalone}
+            for token in self._generate.stream(inputs):
+                raw += token
+                yield token
+            yield self.verifier(standalone, raw, evidence)

@@ -1,0 +1,243 @@
+"""Stage 9, citations: check each answer sentence against the evidence and resolve its [n] markers.
+
+A small local model invents names ("the pilot is Shashank Singh") and forgets markers. So every
+sentence of its reply must (1) use only names and numbers found in the evidence and (2) be close
+in meaning to the passage it cites. Sentences that fail are dropped and reported in
+`Answer.removed`; when none is left, the answer is the refusal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from rag.chunking import split_sentences
+from rag.prompts import REFUSAL
+from rag.schema import Answer, Citation, Evidence
+
+_MARKERS = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
+_MARKERS_AFTER_STOP = re.compile(r"([.!?])\s*((?:\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]\s*)+)")
+_REFUSALS = re.compile(
+    r"(articles?|evidence|text|passages?|context|sources?)\s+(?:do(?:es)?n[o’']t|do(?:es)? not|"
+    r"did not|didn[’']t)\s+(?:answer|say|mention|state|specify|provide|contain|include|name)"
+    r"|not (?:mentioned|specified|stated|provided|given|named) in|no information|"
+    r"(?:cannot|can[’']t) (?:be )?(?:answer|determine|find)|i don[’']t know|" + re.escape(REFUSAL),
+    re.IGNORECASE,
+)
+_TOKEN = re.compile(r"\d[\d,.]*\d|\d|[A-Za-z][A-Za-z'’]*")
+_WORD_NUMBERS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70",
+     "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000", "million": "million",
+     "billion": "billion"}
+_NUMBER_WORDS = {v: k for k, v in _WORD_NUMBERS.items()}
+# Capitalised only because they start a sentence; never names.
+_SENTENCE_STARTERS = set(
+    "the a an this that these those it its in on at by for from to of as after before both "
+    "he she they we you his her their our yes no however while when who what which where why "
+    "how according there here some many most all each one two if but and or so".split()
+)
+# Words that say nothing about the world: a reply made only of these and the question's own
+# words ("The captured pilot is named [1].") answers nothing.
+_EMPTY_WORDS = _SENTENCE_STARTERS | set(
+    "is are was were be been being has have had do does did can could would should may might "
+    "will not article articles evidence passage passages text mention mentions mentioned "
+    "state states stated say says said named name called about".split()
+)
+
+
+@dataclass
+class _Sentence:
+    text: str
+    cites: list[int] = field(default_factory=list)
+
+
+def is_refusal(text: str) -> bool:
+    """True when the model's reply says the evidence does not answer the question."""
+    return bool(_REFUSALS.search(text))
+
+
+def key_facts(sentence: str) -> list[str]:
+    """Names (capitalised words past the first, or multi-word names) and numbers in a sentence."""
+    tokens = [m.group() for m in _TOKEN.finditer(sentence)]
+    facts = []
+    for i, token in enumerate(tokens):
+        word = token.rstrip(".,").replace("’", "'").removesuffix("'s")
+        if word[:1].isdigit():
+            facts.append(word.replace(",", ""))
+        elif word.lower() in _WORD_NUMBERS and word.lower() not in ("one", "zero"):
+            facts.append(word.lower())
+        elif word[:1].isupper() and word not in ("I", "A"):
+            next_is_name = i + 1 < len(tokens) and tokens[i + 1][:1].isupper()
+            if i > 0 or (next_is_name and word.lower() not in _SENTENCE_STARTERS):
+                facts.append(word)
+    return facts
+
+
+def adds_content(sentence: str, question: str) -> bool:
+    """True when the sentence says something beyond restating the question."""
+
+    def stems(text: str) -> set[str]:
+        words = re.findall(r"[a-z0-9]+", text.lower().replace("’", "'"))
+        return {w[:5] for w in words if w not in _EMPTY_WORDS}
+
+    return bool(stems(sentence) - stems(question))
+
+
+def _trim_refusal(sentence: str) -> str:
+    """Cut a refusal clause the model tacked onto an answer ("..., the articles don't say")."""
+    match = _REFUSALS.search(sentence)
+    if not match:
+        return sentence
+    kept = sentence[: match.start()]
+    kept = re.sub(r"(,|;|\bbut|\bhowever|\bthe)\s*$", "", kept.strip(), flags=re.IGNORECASE).strip(" ,;")
+    return kept + "." if len(kept.split()) >= 3 else ""
+
+
+def _normalise(text: str) -> str:
+    text = text.lower().replace("’", "'").replace("'s", "").replace(".", "")
+    return re.sub(r"[^a-z0-9']+", " ", text.replace(",", ""))
+
+
+def missing_facts(sentence: str, evidence_text: str) -> list[str]:
+    """The names and numbers of `sentence` that do not appear in `evidence_text`."""
+    norm = _normalise(evidence_text)
+    words = set(norm.split())
+    missing = []
+    for fact in key_facts(sentence):
+        key = _normalise(fact).strip()
+        if not key:
+            continue
+        alternatives = {key, _WORD_NUMBERS.get(key, key), _NUMBER_WORDS.get(key, key)}
+        if any(alt in words or f" {alt} " in f" {norm} " for alt in alternatives):
+            continue
+        # "Indian" for "India", "Pakistani" for "Pakistan": allow a shared stem.
+        stem = key[: max(5, len(key) - 2)] if len(key) >= 6 else None
+        if any(
+            (stem and w.startswith(stem)) or (len(key) >= 4 and w.startswith(key) and len(w) <= len(key) + 3)
+            for w in words
+        ):
+            continue
+        missing.append(fact)
+    return missing
+
+
+def _parse(raw: str, valid: set[int]) -> list[_Sentence]:
+    text = _MARKERS_AFTER_STOP.sub(lambda m: f" {m.group(2).strip()}{m.group(1)} ", raw.strip())
+    out = []
+    for start, end in split_sentences(text):
+        piece = text[start:end]
+        cites = [
+            int(n) for group in _MARKERS.findall(piece) for n in re.split(r"[,;]", group)
+            if int(n) in valid
+        ]
+        clean = " ".join(_MARKERS.sub("", piece).split())
+        clean = _trim_refusal(re.sub(r"\s+([.,;:!?])", r"\1", clean))
+        if re.search(r"[A-Za-z0-9]", clean):
+            out.append(_Sentence(clean, list(dict.fromkeys(cites))))
+    return out
+
+
+class Verifier:
+    """Turns the model's raw reply plus the evidence into a checked, cited `Answer`."""
+
+    def __init__(self, embeddings: Embeddings, support_threshold: float = 0.45) -> None:
+        self.embeddings = embeddings
+        self.support_threshold = support_threshold
+
+    def __call__(self, question: str, raw: str, evidence: list[Evidence]) -> Answer:
+        """Alias of `verify`."""
+        return self.verify(question, raw, evidence)
+
+    def verify(self, question: str, raw: str, evidence: list[Evidence]) -> Answer:
+        """Keep the supported sentences of `raw`, each with citations renumbered from 1."""
+        if not evidence or not raw.strip():
+            return refusal(question, evidence)
+        by_n = {e.n: e for e in evidence}
+        sentences = _parse(raw, set(by_n))
+        if not sentences:
+            return refusal(question, evidence)
+        # A short reply ("As a gesture of peace.") only makes a claim together with the question.
+        claims = [s.text if len(s.text.split()) >= 8 else f"{question} {s.text}" for s in sentences]
+        sims = self._similarities(claims, evidence)
+        kept: list[_Sentence] = []
+        removed: list[str] = []
+        for row, sentence in zip(sims, sentences, strict=True):
+            if not adds_content(sentence.text, question):
+                removed.append(f"{sentence.text} (restates the question)")
+                continue
+            reason = self._support(sentence, row, evidence, by_n)
+            if reason:
+                removed.append(f"{sentence.text} ({reason})")
+            else:
+                kept.append(sentence)
+        if not kept:
+            answer = refusal(question, evidence)
+            answer.removed = removed
+            return answer
+        return _render(question, kept, by_n, removed)
+
+    def _similarities(self, sentences: list[str], evidence: list[Evidence]) -> np.ndarray:
+        vectors = np.asarray(self.embeddings.embed_documents(sentences + [e.text for e in evidence]))
+        return vectors[: len(sentences)] @ vectors[len(sentences) :].T
+
+    def _support(
+        self, sentence: _Sentence, sims: np.ndarray, evidence: list[Evidence], by_n: dict
+    ) -> str | None:
+        """Fix the sentence's citations in place; return why it is unsupported, or None."""
+        order = [evidence[i].n for i in np.argsort(-sims)]
+        sim_of = {e.n: float(s) for e, s in zip(evidence, sims, strict=True)}
+        cited = [n for n in sentence.cites if sim_of[n] >= self.support_threshold]
+        if not cited:
+            best = order[0]
+            if sim_of[best] < self.support_threshold:
+                return "not supported by any passage"
+            cited = [best]
+        missing = missing_facts(sentence.text, " ".join(by_n[n].text for n in cited))
+        if missing:
+            # The names may sit in another passage: cite it too if it is also on topic.
+            for n in order:
+                if n not in cited and sim_of[n] >= self.support_threshold * 0.8:
+                    still = missing_facts(" ".join(missing), by_n[n].text)
+                    if len(still) < len(missing):
+                        cited.append(n)
+                        missing = still
+                if not missing:
+                    break
+        if missing:
+            return "names or numbers not in the articles: " + ", ".join(missing)
+        sentence.cites = cited
+        return None
+
+
+def refusal(question: str, evidence: list[Evidence]) -> Answer:
+    """The answer given when the articles do not answer the question."""
+    return Answer(answer=REFUSAL, citations=[], question=question, refused=True)
+
+
+def to_citation(n: int, e: Evidence) -> Citation:
+    """An evidence passage as a numbered citation."""
+    return Citation(n=n, source=e.source, title=e.title, quote=e.text, start=e.start, end=e.end)
+
+
+def _render(question: str, kept: list[_Sentence], by_n: dict, removed: list[str]) -> Answer:
+    renumber: dict[int, int] = {}
+    parts = []
+    for sentence in kept:
+        marks = []
+        for n in sentence.cites:
+            renumber.setdefault(n, len(renumber) + 1)
+            marks.append(f"[{renumber[n]}]")
+        body, stop = (sentence.text[:-1], sentence.text[-1]) if sentence.text[-1] in ".!?" else (
+            sentence.text, "."
+        )
+        parts.append(f"{body} {''.join(marks)}{stop}")
+    citations = [to_citation(new, by_n[old]) for old, new in renumber.items()]
+    return Answer(answer=" ".join(parts), citations=citations, question=question, removed=removed)

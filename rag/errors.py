@@ -1,0 +1,39 @@
+"""Errors that tell the user what to do next.
+
+Every error raised on purpose by the library derives from :class:`RagError`; the CLI
+and the server show its message as is, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class: the message says what went wrong and how to fix it."""
+
+
+class SettingsError(RagError):
+    """A setting is missing or has a value that cannot work."""
+
+
+class CorpusError(RagError):
+    """The corpus folder is missing, empty, or holds nothing readable."""
+
+
+class ArticleError(RagError):
+    """One article cannot be read; ingestion skips it and reports why."""
+
+
+class IndexMissingError(RagError):
+    """No index has been built yet at the configured store path."""
+
+
+class IndexMismatchError(RagError):
+    """The index was built with another embedding model or chunking scheme."""
+
+
+class ModelError(RagError):
+    """The language or embedding model cannot be found, assembled or loaded."""
+
+
+class QuestionError(RagError):
+    """The question cannot be answered as asked (empty, too long, ...)."""

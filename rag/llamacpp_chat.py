@@ -1,0 +1,76 @@
+"""A LangChain chat model over an embedded `llama_cpp.Llama` (llama-cpp-python).
+
+LangChain's own `ChatLlamaCpp` lives in langchain-community, which is being sunset; this is the
+small part of it we need: chat completion with the model's template, streamed token by token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict
+
+_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+
+
+class LlamaCppChat(BaseChatModel):
+    """Chat model backed by a loaded `llama_cpp.Llama`; greedy by default, so answers repeat."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    client: Any  # llama_cpp.Llama
+    max_tokens: int = 200
+    temperature: float = 0.0
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp-embedded"
+
+    def _params(self, stop: list[str] | None) -> dict[str, Any]:
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": 1.0,
+            "repeat_penalty": 1.0,
+            "stop": stop or [],
+        }
+
+    @staticmethod
+    def _messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
+        return [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        result = self.client.create_chat_completion(
+            messages=self._messages(messages), **self._params(stop)
+        )
+        text = result["choices"][0]["message"]["content"] or ""
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        stream = self.client.create_chat_completion(
+            messages=self._messages(messages), stream=True, **self._params(stop)
+        )
+        for part in stream:
+            token = part["choices"][0]["delta"].get("content")
+            if token:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+                if run_manager:
+                    run_manager.on_llm_new_token(token, chunk=chunk)
+                yield chunk

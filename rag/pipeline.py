@@ -1,0 +1,71 @@
+"""Wires the stages together from one Settings object. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+from rag.settings import Settings
+
+
+def fingerprint(settings: Settings) -> dict[str, str]:
+    """What an index must have been built with to be usable with these settings."""
+    from rag.embeddings import embedding_name
+
+    return {
+        "embedding_model": embedding_name(settings),
+        "chunking": f"{settings.chunk_size}/{settings.chunk_overlap}",
+    }
+
+
+def open_index_for(settings: Settings, embeddings=None, *, create: bool = False):
+    """Open (or create) the index described by `settings`; returns an `Index`."""
+    from rag.embeddings import make_embeddings
+    from rag.store import open_index
+
+    embeddings = embeddings or make_embeddings(settings)
+    return open_index(settings, embeddings, fingerprint(settings), create=create)
+
+
+def run_ingest(settings: Settings, *, rebuild: bool = False, progress: bool = True):
+    """Bring the index in line with `settings.corpus_dir`; returns an `IngestReport`."""
+    from rag.indexing import ingest
+    from rag.loading import iter_corpus_files
+    from rag.store import drop_index
+
+    iter_corpus_files(settings.corpus_dir)  # fail fast, before loading any model
+    if rebuild:
+        drop_index(settings)
+    index = open_index_for(settings, create=True)
+    return ingest(
+        settings.corpus_dir,
+        index,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        max_bytes=int(settings.max_file_mb * 2**20),
+        progress=progress,
+    )
+
+
+def build_qa(settings: Settings, llm=None, embeddings=None):
+    """Build the question-answering pipeline (`QA`); loads the embedding model and the LLM."""
+    from rag.chain import QA
+    from rag.citations import Verifier
+    from rag.embeddings import make_embeddings
+    from rag.llm import make_llm
+    from rag.retrieval import KeywordIndex, Retriever
+
+    embeddings = embeddings or make_embeddings(settings)
+    index = open_index_for(settings, embeddings)
+    retriever = Retriever(
+        index,
+        embeddings,
+        top_k=settings.top_k,
+        max_sentences=settings.evidence_sentences,
+        max_chars=settings.evidence_max_chars,
+        min_relevance=settings.min_relevance,
+        keyword_index=KeywordIndex(index) if settings.hybrid else None,
+    )
+    return QA(
+        retriever,
+        llm or make_llm(settings),
+        Verifier(embeddings, settings.support_threshold),
+        max_question_chars=settings.max_question_chars,
+    )

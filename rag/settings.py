@@ -1,0 +1,74 @@
+"""One typed settings object, read once at the entry point from `RAG_*` variables or `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the pipeline. Library code receives this object; it never reads os.environ."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Corpus and index
+    corpus_dir: Path = Field(Path("corpus"), description="Folder of articles to ingest.")
+    store_dir: Path = Field(Path("data/chroma"), description="Where the embedded Chroma store lives.")
+    collection: str = Field("news", description="Chroma collection name.")
+    chroma_host: str | None = Field(None, description="Use a Chroma server instead of store_dir.")
+    chroma_port: int = 8000
+    chroma_token: SecretStr | None = None
+
+    # Chunking
+    chunk_size: int = Field(1000, ge=200, description="Target chunk length in characters.")
+    chunk_overlap: int = Field(200, ge=0, description="Characters of overlap between chunks.")
+    max_file_mb: float = Field(20.0, gt=0, description="Larger files are skipped with a warning.")
+
+    # Embeddings
+    embedding_model: str | None = Field(
+        None, description="Path of a sentence-transformers model; default: the packaged MiniLM."
+    )
+    embedding_batch_size: int = 64
+
+    # Retrieval and evidence
+    top_k: int = Field(6, ge=1, description="Chunks fetched from the store per question.")
+    hybrid: bool = Field(True, description="Fuse BM25 keyword search with dense search.")
+    evidence_sentences: int = Field(5, ge=1, description="Sentences shown to the LLM.")
+    evidence_max_chars: int = Field(1400, ge=200, description="Budget for all evidence text.")
+    min_relevance: float = Field(
+        0.30, description="Cosine similarity below which a sentence is not evidence."
+    )
+    support_threshold: float = Field(
+        0.45, description="An answer sentence needs this similarity to the passage it cites."
+    )
+    max_question_chars: int = 2000
+
+    # LLM
+    llm_backend: Literal["llamacpp", "openai", "ollama"] = "llamacpp"
+    llm_model_path: Path | None = Field(None, description="A GGUF file; default: packaged Qwen.")
+    model_cache_dir: Path = Field(Path.home() / ".cache" / "rag", description="Assembled models.")
+    llm_context: int = 4096
+    llm_threads: int | None = None
+    llm_max_tokens: int = 200
+    llm_temperature: float = 0.0
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key: SecretStr | None = None
+    ollama_base_url: str = "http://127.0.0.1:11434"
+    ollama_model: str = "qwen2.5:1.5b-instruct"
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = 7860
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Extra origins that may embed the widget and call the API.",
+    )
+    api_token: SecretStr | None = Field(None, description="Bearer token required by /api/*.")
+    queue_limit: int = Field(16, ge=1, description="Requests waiting for the LLM before 503.")
+    rate_limit_per_minute: int = Field(30, ge=1, description="Questions per client per minute.")

@@ -1,0 +1,193 @@
+"""Stage 4, store: the Chroma index (chunks for search, plus one record per article)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import IndexMismatchError, IndexMissingError, SettingsError
+from rag.schema import Article, Chunk
+
+if TYPE_CHECKING:
+    import chromadb
+    from langchain_chroma import Chroma
+    from langchain_core.embeddings import Embeddings
+
+    from rag.settings import Settings
+
+SCHEMA_VERSION = "1"
+_MAX_BATCH = 4000  # below Chroma's per-call limit
+
+
+def make_client(settings: Settings) -> chromadb.ClientAPI:
+    """An embedded on-disk Chroma, or a Chroma server when `chroma_host` is set."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_host:
+        headers = {}
+        if settings.chroma_token:
+            headers["Authorization"] = f"Bearer {settings.chroma_token.get_secret_value()}"
+        try:
+            return chromadb.HttpClient(
+                host=settings.chroma_host,
+                port=settings.chroma_port,
+                headers=headers,
+                settings=chroma_settings,
+            )
+        except Exception as exc:
+            raise SettingsError(
+                f"Cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} "
+                f"({exc}). Start it (`chroma run`) or fix RAG_CHROMA_HOST / RAG_CHROMA_PORT."
+            ) from exc
+    settings.store_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+
+
+@dataclass
+class Index:
+    """One Chroma collection of chunks. Chunk 0 of each article also carries the article's full
+    text and chunk count, so one `add` call (one transaction) writes an article completely."""
+
+    chunks: Chroma
+    embeddings: Embeddings
+
+    @property
+    def collection(self) -> chromadb.Collection:
+        """The raw Chroma collection behind the LangChain vector store."""
+        return self.chunks._collection
+
+    def article_states(self) -> dict[str, dict[str, Any]]:
+        """Map each stored article's source to its head-chunk metadata (sha256, n_chunks, title)."""
+        states: dict[str, dict[str, Any]] = {}
+        offset, page_size = 0, 2000
+        while True:
+            page = self.collection.get(
+                where={"chunk": 0}, include=["metadatas"], limit=page_size, offset=offset
+            )
+            for meta in page["metadatas"] or []:
+                meta = dict(meta)
+                meta.pop("article_text", None)
+                states[str(meta["source"])] = meta
+            if len(page["ids"]) < page_size:
+                return states
+            offset += page_size
+
+    def article(self, source: str) -> tuple[str, str] | None:
+        """Return (title, full text) of an ingested article, or None."""
+        page = self.collection.get(
+            where={"$and": [{"source": source}, {"chunk": 0}]}, include=["metadatas"], limit=1
+        )
+        if not page["ids"]:
+            return None
+        meta = page["metadatas"][0]
+        return str(meta["title"]), str(meta["article_text"])
+
+    def count_chunks(self) -> int:
+        """Number of chunks in the index."""
+        return self.collection.count()
+
+    def write(self, batch: list[tuple[Article, list[Chunk]]]) -> None:
+        """Replace these articles' chunks: delete the old ones, then add the new in one call.
+
+        A kill between the two leaves the article absent (and the next run adds it); never a
+        mix of versions or chunks without their article.
+        """
+        self.delete_chunks([article.source for article, _ in batch])
+        texts, metas, ids = [], [], []
+        for article, chunks in batch:
+            for chunk in chunks:
+                meta: dict[str, Any] = {
+                    "source": article.source,
+                    "title": article.title,
+                    "sha256": article.sha256,
+                    "chunk": chunk.index,
+                    "start": chunk.start,
+                    "end": chunk.end,
+                    **article.metadata,
+                }
+                if chunk.index == 0:
+                    meta["n_chunks"] = len(chunks)
+                    meta["article_text"] = article.text
+                texts.append(chunk.text)
+                metas.append(meta)
+                ids.append(f"{article_id(article.source)}-{article.sha256[:12]}-{chunk.index}")
+        if not texts:
+            return
+        vectors = self.embeddings.embed_documents(texts)
+        # Chunk 0 (the article's record) goes in the last call, so that if a huge batch needs
+        # several calls, an article is never marked complete before all its chunks are in.
+        order = sorted(range(len(texts)), key=lambda i: metas[i]["chunk"] == 0)
+        for i in range(0, len(order), _MAX_BATCH):
+            part = order[i : i + _MAX_BATCH]
+            self.collection.add(
+                ids=[ids[j] for j in part],
+                documents=[texts[j] for j in part],
+                metadatas=[metas[j] for j in part],
+                embeddings=[vectors[j] for j in part],
+            )
+
+    def delete_chunks(self, sources: list[str]) -> None:
+        """Remove every chunk of these articles."""
+        if sources:
+            self.collection.delete(where={"source": {"$in": sources}})
+
+    remove = delete_chunks
+
+
+def article_id(source: str) -> str:
+    """A stable Chroma id for an article path."""
+    import hashlib
+
+    return hashlib.sha1(source.encode("utf-8")).hexdigest()[:16]
+
+
+def open_index(
+    settings: Settings, embeddings: Embeddings, fingerprint: dict[str, str], *, create: bool
+) -> Index:
+    """Open the index; with create=False a missing index raises IndexMissingError with the fix.
+
+    `fingerprint` (embedding model, chunking) is stored at creation and must match later.
+    """
+    from langchain_chroma import Chroma
+
+    if not create and not settings.chroma_host and not (settings.store_dir / "chroma.sqlite3").exists():
+        raise IndexMissingError(
+            f"No index found at {settings.store_dir}. Run `rag ingest` (or `python ingest.py`) first."
+        )
+    client = make_client(settings)
+    meta = {"schema": SCHEMA_VERSION, **fingerprint}
+    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    chunk_name = settings.collection
+    if not create and chunk_name not in names:
+        raise IndexMissingError(
+            f"The index at {settings.store_dir} has no collection '{chunk_name}'. "
+            "Run `rag ingest` first."
+        )
+    config = {"hnsw": {"space": "cosine"}}
+    chunks = Chroma(
+        collection_name=chunk_name,
+        embedding_function=embeddings,
+        client=client,
+        collection_metadata=meta,
+        collection_configuration=config,
+    )
+    stored = dict(chunks._collection.metadata or {})
+    mismatched = {k: (stored.get(k), v) for k, v in meta.items() if stored.get(k) != v}
+    if mismatched:
+        detail = ", ".join(f"{k}: index has {old!r}, settings say {new!r}" for k, (old, new) in mismatched.items())
+        raise IndexMismatchError(
+            f"The index at {settings.store_dir} was built differently ({detail}). "
+            "Rebuild it with `rag ingest --rebuild`."
+        )
+    return Index(chunks=chunks, embeddings=embeddings)
+
+
+def drop_index(settings: Settings) -> None:
+    """Delete the collection (used by `rag ingest --rebuild`)."""
+    client = make_client(settings)
+    try:
+        client.delete_collection(settings.collection)
+    except Exception:  # chromadb raises NotFoundError or ValueError by version; absent is fine
+        pass

@@ -1,0 +1,98 @@
+"""Stage 9: answer sentences are checked against evidence; citations are exact and renumbered."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.citations import Verifier, is_refusal, key_facts, missing_facts
+from rag.prompts import REFUSAL
+from rag.schema import Evidence
+from tests.conftest import OFF_RAMP, article_text
+
+TEXT = article_text(OFF_RAMP)
+
+
+def _evidence(n: int, needle: str) -> Evidence:
+    start = TEXT.index(needle)
+    end = TEXT.index(".", start) + 1
+    return Evidence(n, OFF_RAMP, "Off-ramp", start, end, TEXT[start:end], 0.6)
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    return [
+        _evidence(1, "Pakistan’s Prime Minister Imran Khan"),
+        _evidence(2, "The two nuclear-armed neighbors"),
+        _evidence(3, "US President Donald Trump"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def verifier(embeddings):
+    return Verifier(embeddings, support_threshold=0.45)
+
+
+def test_key_facts_are_names_and_numbers():
+    assert key_facts("The pilot is Wing Commander Abhinandan Varthaman, captured on 27 February.") == [
+        "Wing", "Commander", "Abhinandan", "Varthaman", "27", "February"
+    ]
+    assert key_facts("Imran Khan said 1,200 people and forty soldiers left.") == [
+        "Imran", "Khan", "1200", "forty"
+    ]
+    assert key_facts("Both sides agreed.") == []
+
+
+def test_missing_facts_allow_demonyms_and_spelled_numbers():
+    ev = "A bombing in Kashmir killed 40 Indian soldiers; Pakistan released the pilot."
+    assert missing_facts("Forty soldiers from India died in Kashmir.", ev) == []
+    assert missing_facts("The Pakistani army released the pilot.", ev) == []
+    assert missing_facts("The pilot, Shashank Singh, was released in 2019.", ev) == [
+        "Shashank", "Singh", "2019"
+    ]
+
+
+def test_refusal_phrasings_are_recognised():
+    assert is_refusal(REFUSAL)
+    assert is_refusal("The evidence does not mention the pilot's name.")
+    assert is_refusal("The name of the pilot is not mentioned in the articles.")
+    assert not is_refusal("India and Pakistan do not trust each other [2].")
+
+
+def test_invented_name_is_removed(verifier, evidence):
+    answer = verifier.verify("What is the pilot's name?", "The captured Indian pilot is named Shashank Singh.", evidence)
+    assert answer.refused and answer.answer == REFUSAL and answer.citations == []
+    assert "Shashank" in answer.removed[0]
+
+
+def test_supported_sentences_kept_unsupported_dropped_and_renumbered(verifier, evidence):
+    raw = (
+        "Pakistan's Prime Minister Imran Khan announced the pilot's release as a gesture of peace [3]. "
+        "The bombing killed 40 Indian soldiers. [2] "
+        "Khan also won the 1992 Cricket World Cup [1]."
+    )
+    answer = verifier.verify("q", raw, evidence)
+    assert not answer.refused
+    assert answer.answer == (
+        "Pakistan's Prime Minister Imran Khan announced the pilot's release as a gesture of peace [1]. "
+        "The bombing killed 40 Indian soldiers [2]."
+    )
+    assert [c.n for c in answer.citations] == [1, 2]
+    first, second = answer.citations
+    assert "Imran Khan" in first.quote, "a wrong marker is repaired to the supporting passage"
+    assert "40 Indian soldiers" in second.quote
+    for c in answer.citations:
+        assert TEXT[c.start : c.end] == c.quote and c.source == OFF_RAMP
+    assert len(answer.removed) == 1 and "1992" in answer.removed[0]
+
+
+def test_sentence_without_marker_gets_its_citation(verifier, evidence):
+    answer = verifier.verify("q", "Donald Trump urged both countries to exercise restraint.", evidence)
+    assert answer.citations[0].quote.startswith("The United States") or "Trump" in answer.citations[0].quote
+    assert answer.answer.endswith("[1].")
+
+
+def test_model_refusal_and_empty_evidence_give_the_refusal(verifier, evidence):
+    assert verifier.verify("q", "The articles don't say.", evidence).refused
+    assert verifier.verify("q", "Paris is the capital of France.", []).refused
+    off_topic = verifier.verify("q", "Paris is the capital of France.", evidence)
+    assert off_topic.refused and off_topic.removed

@@ -1,0 +1,121 @@
+"""End to end with the real embedding model, a real Chroma store and the real default LLM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rag.indexing import ingest
+from rag.pipeline import build_qa, open_index_for
+from rag.prompts import REFUSAL
+from tests.conftest import MEDIATION, OFF_RAMP, ROOT
+
+pytestmark = pytest.mark.e2e
+
+# (question, expected source article, any of these key facts must be in the answer)
+ANSWERABLE = [
+    ("How many Indian soldiers were killed in the suicide bombing in Kashmir?", OFF_RAMP, ["40"]),
+    ("Who announced that the captured Indian pilot would be released?", OFF_RAMP, ["Imran Khan"]),
+    ("Why did Pakistan release the captured Indian pilot?", OFF_RAMP, ["gesture of peace", "peace"]),
+    ("What did India launch in response to the suicide bombing?", OFF_RAMP, ["airstrike"]),
+    ("Which US president urged India and Pakistan to exercise restraint?", OFF_RAMP, ["Trump"]),
+    ("Which country offered to mediate between India and Pakistan?", OFF_RAMP, ["China"]),
+    ("What happened to an Indian pilot after the dogfight?", OFF_RAMP, ["captur"]),
+    ("In which year were India and Pakistan partitioned?", MEDIATION, ["1947"]),
+    ("In which year was the Kargil conflict?", MEDIATION, ["1999"]),
+    ("What does SAARC stand for?", MEDIATION, ["South Asian Association for Regional Cooperation"]),
+    ("What is the main point of contention between India and Pakistan?", MEDIATION, ["Kashmir"]),
+    ("Who facilitates communication in backchannel diplomacy?", MEDIATION, ["intermediar"]),
+    ("What has hampered the effectiveness of SAARC?", MEDIATION, ["political tension", "lack of trust"]),
+    ("Which confidence-building measures could prevent accidental escalation?", MEDIATION, ["hotline"]),
+    ("Which country has growing economic and military ties with Pakistan?", MEDIATION, ["China"]),
+]
+
+UNANSWERABLE = [
+    "What is the name of the captured Indian pilot?",  # never named: the model invents one
+    "What is the capital of France?",
+    "Who won the football World Cup in 2018?",
+]
+
+
+@pytest.mark.parametrize(("question", "source", "facts"), ANSWERABLE, ids=[q for q, _, _ in ANSWERABLE])
+def test_answers_cite_the_right_article_and_fact(qa, question, source, facts):
+    answer = qa.ask(question)
+    assert not answer.refused, f"refused: {answer.removed}"
+    assert any(f.lower() in answer.answer.lower() for f in facts), answer.answer
+    assert source in {c.source for c in answer.citations}, answer.citations
+    assert "[1]" in answer.answer
+    for c in answer.citations:
+        title, text = qa.retriever.index.article(c.source)
+        assert text[c.start : c.end] == c.quote and c.title == title
+
+
+@pytest.mark.parametrize("question", UNANSWERABLE)
+def test_unanswerable_questions_are_refused(qa, question):
+    answer = qa.ask(question)
+    assert answer.refused and answer.answer == REFUSAL and answer.citations == []
+
+
+def test_streaming_with_the_real_model(qa):
+    parts = list(qa.stream("Who announced that the captured Indian pilot would be released?"))
+    assert len(parts) > 3 and all(isinstance(p, str) for p in parts[:-1])
+    assert "Imran Khan" in parts[-1].answer
+
+
+def test_follow_up_question_uses_history(qa):
+    first = qa.ask("Who announced that the captured Indian pilot would be released?")
+    follow = qa.ask("Why did he release him?", [("Who announced that the captured Indian pilot would be released?", first.answer)])
+    assert "pilot" in follow.question.lower(), follow.question
+    assert not follow.refused and OFF_RAMP in {c.source for c in follow.citations}
+
+
+def test_reingest_after_edit_and_delete(make_settings, embeddings, llm):
+    settings = make_settings()
+    index = open_index_for(settings, embeddings, create=True)
+    ingest(settings.corpus_dir, index, progress=False)
+    qa = build_qa(settings, llm=llm, embeddings=embeddings)
+    question = "How many Indian soldiers were killed in the suicide bombing in Kashmir?"
+    assert "40" in qa.ask(question).answer
+
+    path = settings.corpus_dir / OFF_RAMP
+    path.write_text(path.read_text().replace("killed 40 Indian soldiers", "killed 44 Indian soldiers"))
+    (settings.corpus_dir / MEDIATION).unlink()
+    report = ingest(settings.corpus_dir, index, progress=False)
+    assert (report.updated, report.removed) == ([OFF_RAMP], [MEDIATION])
+
+    qa = build_qa(settings, llm=llm, embeddings=embeddings)
+    edited = qa.ask(question)
+    assert "44" in edited.answer and "40" not in edited.answer
+    gone = qa.ask("What does SAARC stand for?")
+    assert MEDIATION not in {c.source for c in gone.citations}
+    assert gone.refused
+
+
+def test_cli_json_contract(seed_settings, seed_index):
+    env = {**os.environ, "RAG_STORE_DIR": str(seed_settings.store_dir)}
+    out = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", "--json", "Which US president urged India and Pakistan to exercise restraint?"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    data = json.loads(out)  # exactly one JSON object on stdout, nothing else
+    assert {"answer", "citations"} <= set(data)
+    assert isinstance(data["answer"], str) and "Trump" in data["answer"]
+    for c in data["citations"]:
+        assert set(c) >= {"n", "source", "title", "quote", "start", "end"}
+        text = (seed_settings.corpus_dir / c["source"]).read_text()
+        assert text[c["start"] : c["end"]] == c["quote"]
+    assert [c["n"] for c in data["citations"]] == list(range(1, len(data["citations"]) + 1))
+
+
+def test_cli_reports_a_missing_index(tmp_path):
+    env = {**os.environ, "RAG_STORE_DIR": str(tmp_path / "none")}
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", "--json", "Anything?"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1
+    assert "rag ingest" in json.loads(result.stdout)["error"]
