@@ -16,11 +16,19 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
-from rag.citations import Verifier, refusal
+from rag.citations import Verifier, is_refusal, refusal
 from rag.errors import QuestionError
-from rag.prompts import ANSWER_PROMPT, CONDENSE_PROMPT, format_evidence, format_history
+from rag.prompts import (
+    ANSWER_PROMPT,
+    CONDENSE_PROMPT,
+    RETRY_PROMPT,
+    ZERO_SHOT_PROMPT,
+    format_evidence,
+    format_history,
+)
 from rag.schema import Answer, Evidence
 
+RETRY_MARK = "\f"  # in a token stream: forget the tokens so far, a second try follows
 History = list[tuple[str, str]]  # (user question, assistant answer) pairs, oldest first
 
 
@@ -59,26 +67,41 @@ def _condense_step(llm: BaseChatModel) -> Runnable:
     return RunnableLambda(run, name="condense")
 
 
+RETRY_MIN_SCORE = 0.5  # best evidence score above which a refusal is questioned once
+
+
+def should_retry(raw: str, evidence: list[Evidence]) -> bool:
+    """True when the model refused although a passage matched the question well."""
+    return bool(evidence) and evidence[0].score >= RETRY_MIN_SCORE and is_refusal(raw)
+
+
 def build_chain(
-    retriever: Callable[[str], list[Evidence]], llm: BaseChatModel, verifier: Verifier
+    retriever: Callable[[str], list[Evidence]],
+    llm: BaseChatModel,
+    verifier: Verifier,
+    *,
+    few_shot: bool = True,
+    retry_refusals: bool = True,
 ) -> Runnable:
     """The full pipeline as one runnable: {"question", "history"?} -> Answer."""
-    generate = ANSWER_PROMPT | llm | StrOutputParser()
+    generate = (ANSWER_PROMPT if few_shot else ZERO_SHOT_PROMPT) | llm | StrOutputParser()
+    retry = RETRY_PROMPT | llm | StrOutputParser()
 
     def answer_or_refuse(inputs: dict) -> str:
-        if not inputs["evidence"]:
+        evidence = inputs["evidence"]
+        if not evidence:
             return ""  # nothing relevant: do not let the model answer from memory
-        return generate.invoke(
-            {"evidence": format_evidence(inputs["evidence"]), "question": inputs["question"]}
-        )
+        prompt_inputs = {"evidence": format_evidence(evidence), "question": inputs["question"]}
+        raw = generate.invoke(prompt_inputs)
+        if retry_refusals and should_retry(raw, evidence):
+            return retry.invoke(prompt_inputs)
+        return raw
 
     return (
         RunnablePassthrough.assign(question=_condense_step(llm))
         | RunnablePassthrough.assign(evidence=itemgetter("question") | RunnableLambda(retriever))
         | RunnablePassthrough.assign(raw=RunnableLambda(answer_or_refuse, name="generate"))
-        | RunnableLambda(
-            lambda x: verifier(x["question"], x["raw"], x["evidence"]), name="verify"
-        )
+        | RunnableLambda(lambda x: verifier(x["question"], x["raw"], x["evidence"]), name="verify")
     )
 
 
@@ -91,14 +114,21 @@ class QA:
         llm: BaseChatModel,
         verifier: Verifier,
         max_question_chars: int = 2000,
+        *,
+        few_shot: bool = True,
+        retry_refusals: bool = True,
     ) -> None:
         self.retriever = retriever
         self.llm = llm
         self.verifier = verifier
         self.max_question_chars = max_question_chars
-        self.chain = build_chain(retriever, llm, verifier)
+        self.retry_refusals = retry_refusals
+        self.chain = build_chain(
+            retriever, llm, verifier, few_shot=few_shot, retry_refusals=retry_refusals
+        )
         self._condense = _condense_step(llm)
-        self._generate = ANSWER_PROMPT | llm | StrOutputParser()
+        self._generate = (ANSWER_PROMPT if few_shot else ZERO_SHOT_PROMPT) | llm | StrOutputParser()
+        self._retry = RETRY_PROMPT | llm | StrOutputParser()
         self.lock = threading.Lock()
 
     def ask(self, question: str, history: History | None = None) -> Answer:
@@ -121,4 +151,10 @@ class QA:
             for token in self._generate.stream(inputs):
                 raw += token
                 yield token
+            if self.retry_refusals and should_retry(raw, evidence):
+                yield RETRY_MARK  # the UI clears the streamed refusal
+                raw = ""
+                for token in self._retry.stream(inputs):
+                    raw += token
+                    yield token
             yield self.verifier(standalone, raw, evidence)

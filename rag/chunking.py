@@ -10,10 +10,48 @@ from rag.schema import Article, Chunk
 # digit or opening quote; or at a line break. Known abbreviations do not end a sentence.
 _END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s+["'“‘(\[]?[A-Z0-9])|\n+""")
 _ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "gen", "col", "lt", "sgt", "capt",
-    "gov", "sen", "rep", "rev", "inc", "ltd", "co", "corp", "vs", "etc", "jan", "feb",
-    "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n",
-    "e.g", "i.e", "a.m", "p.m", "st",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "st",
+    "sr",
+    "jr",
+    "gen",
+    "col",
+    "lt",
+    "sgt",
+    "capt",
+    "gov",
+    "sen",
+    "rep",
+    "rev",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "vs",
+    "etc",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "u.s",
+    "u.k",
+    "u.n",
+    "e.g",
+    "i.e",
+    "a.m",
+    "p.m",
 }
 
 
@@ -68,9 +106,7 @@ def _split_long(span: tuple[int, int], text: str, size: int) -> list[tuple[int, 
 def chunk_article(article: Article, size: int = 1000, overlap: int = 200) -> list[Chunk]:
     """Group whole sentences into chunks of about `size` characters overlapping by ~`overlap`."""
     text = article.text
-    sentences = [
-        piece for span in split_sentences(text) for piece in _split_long(span, text, size)
-    ]
+    sentences = [piece for span in split_sentences(text) for piece in _split_long(span, text, size)]
     chunks: list[Chunk] = []
     i = 0
     while i < len(sentences):

@@ -31,25 +31,41 @@ _TOKEN = re.compile(r"\d[\d,.]*\d|\d|[A-Za-z][A-Za-z'’]*")
 _WORD_NUMBERS = {
     w: str(i)
     for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+        "zero one two three four five six seven eight nine ten eleven "
+        "twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
     )
-} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70",
-     "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000", "million": "million",
-     "billion": "billion"}
+} | {
+    "thirty": "30",
+    "forty": "40",
+    "fifty": "50",
+    "sixty": "60",
+    "seventy": "70",
+    "eighty": "80",
+    "ninety": "90",
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "million",
+    "billion": "billion",
+}
 _NUMBER_WORDS = {v: k for k, v in _WORD_NUMBERS.items()}
 # Capitalised only because they start a sentence; never names.
 _SENTENCE_STARTERS = set(
-    "the a an this that these those it its in on at by for from to of as after before both "
-    "he she they we you his her their our yes no however while when who what which where why "
-    "how according there here some many most all each one two if but and or so".split()
+    "the a an this that these those it its in on at "
+    "by for from to of as after before both he she they "
+    "we you his her their our yes no however while when who "
+    "what which where why how according there here some many most all "
+    "each one two if but and or so several such recent other "
+    "another only also then thus therefore because since although despite during under "
+    "over with without between among through following given once still yet instead "
+    "meanwhile overall together further first second finally".split()
 )
 # Words that say nothing about the world: a reply made only of these and the question's own
 # words ("The captured pilot is named [1].") answers nothing.
 _EMPTY_WORDS = _SENTENCE_STARTERS | set(
-    "is are was were be been being has have had do does did can could would should may might "
-    "will not article articles evidence passage passages text mention mentions mentioned "
-    "state states stated say says said named name called about".split()
+    "is are was were be been being has have had do does "
+    "did can could would should may might will not article articles evidence "
+    "passage passages text mention mentions mentioned state states stated say says said "
+    "named name called about".split()
 )
 
 
@@ -64,8 +80,13 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSALS.search(text))
 
 
-def key_facts(sentence: str) -> list[str]:
-    """Names (capitalised words past the first, or multi-word names) and numbers in a sentence."""
+def key_facts(sentence: str, question: str = "") -> list[str]:
+    """Names (capitalised words) and numbers in a sentence.
+
+    The first word counts unless it is a common sentence opener or echoes the question's words
+    ("Hotlines could help…" for "What could hotlines…?").
+    """
+    asked = {w.lower() for w in _TOKEN.findall(question)}
     tokens = [m.group() for m in _TOKEN.finditer(sentence)]
     facts = []
     for i, token in enumerate(tokens):
@@ -74,10 +95,12 @@ def key_facts(sentence: str) -> list[str]:
             facts.append(word.replace(",", ""))
         elif word.lower() in _WORD_NUMBERS and word.lower() not in ("one", "zero"):
             facts.append(word.lower())
-        elif word[:1].isupper() and word not in ("I", "A"):
-            next_is_name = i + 1 < len(tokens) and tokens[i + 1][:1].isupper()
-            if i > 0 or (next_is_name and word.lower() not in _SENTENCE_STARTERS):
-                facts.append(word)
+        elif (
+            word[:1].isupper()
+            and word not in ("I", "A")
+            and (i > 0 or word.lower() not in _SENTENCE_STARTERS | asked)
+        ):
+            facts.append(word)
     return facts
 
 
@@ -97,7 +120,9 @@ def _trim_refusal(sentence: str) -> str:
     if not match:
         return sentence
     kept = sentence[: match.start()]
-    kept = re.sub(r"(,|;|\bbut|\bhowever|\bthe)\s*$", "", kept.strip(), flags=re.IGNORECASE).strip(" ,;")
+    kept = re.sub(r"(,|;|\bbut|\bhowever|\bthe)\s*$", "", kept.strip(), flags=re.IGNORECASE).strip(
+        " ,;"
+    )
     return kept + "." if len(kept.split()) >= 3 else ""
 
 
@@ -106,12 +131,12 @@ def _normalise(text: str) -> str:
     return re.sub(r"[^a-z0-9']+", " ", text.replace(",", ""))
 
 
-def missing_facts(sentence: str, evidence_text: str) -> list[str]:
+def missing_facts(sentence: str, evidence_text: str, question: str = "") -> list[str]:
     """The names and numbers of `sentence` that do not appear in `evidence_text`."""
     norm = _normalise(evidence_text)
     words = set(norm.split())
     missing = []
-    for fact in key_facts(sentence):
+    for fact in key_facts(sentence, question):
         key = _normalise(fact).strip()
         if not key:
             continue
@@ -121,12 +146,17 @@ def missing_facts(sentence: str, evidence_text: str) -> list[str]:
         # "Indian" for "India", "Pakistani" for "Pakistan": allow a shared stem.
         stem = key[: max(5, len(key) - 2)] if len(key) >= 6 else None
         if any(
-            (stem and w.startswith(stem)) or (len(key) >= 4 and w.startswith(key) and len(w) <= len(key) + 3)
+            (stem and w.startswith(stem))
+            or (len(key) >= 4 and w.startswith(key) and len(w) <= len(key) + 3)
             for w in words
         ):
             continue
         missing.append(fact)
     return missing
+
+
+class _ModelRefused(Exception):
+    """The reply holds a sentence that is only a refusal: the model says it has no answer."""
 
 
 def _parse(raw: str, valid: set[int]) -> list[_Sentence]:
@@ -135,11 +165,16 @@ def _parse(raw: str, valid: set[int]) -> list[_Sentence]:
     for start, end in split_sentences(text):
         piece = text[start:end]
         cites = [
-            int(n) for group in _MARKERS.findall(piece) for n in re.split(r"[,;]", group)
+            int(n)
+            for group in _MARKERS.findall(piece)
+            for n in re.split(r"[,;]", group)
             if int(n) in valid
         ]
-        clean = " ".join(_MARKERS.sub("", piece).split())
-        clean = _trim_refusal(re.sub(r"\s+([.,;:!?])", r"\1", clean))
+        clean = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(_MARKERS.sub("", piece).split()))
+        trimmed = _trim_refusal(clean)
+        if clean and not trimmed:
+            raise _ModelRefused(clean)
+        clean = trimmed
         if re.search(r"[A-Za-z0-9]", clean):
             out.append(_Sentence(clean, list(dict.fromkeys(cites))))
     return out
@@ -161,7 +196,10 @@ class Verifier:
         if not evidence or not raw.strip():
             return refusal(question, evidence)
         by_n = {e.n: e for e in evidence}
-        sentences = _parse(raw, set(by_n))
+        try:
+            sentences = _parse(raw, set(by_n))
+        except _ModelRefused:
+            return refusal(question, evidence)
         if not sentences:
             return refusal(question, evidence)
         # A short reply ("As a gesture of peace.") only makes a claim together with the question.
@@ -173,7 +211,7 @@ class Verifier:
             if not adds_content(sentence.text, question):
                 removed.append(f"{sentence.text} (restates the question)")
                 continue
-            reason = self._support(sentence, row, evidence, by_n)
+            reason = self._support(sentence, row, evidence, by_n, question)
             if reason:
                 removed.append(f"{sentence.text} ({reason})")
             else:
@@ -185,11 +223,18 @@ class Verifier:
         return _render(question, kept, by_n, removed)
 
     def _similarities(self, sentences: list[str], evidence: list[Evidence]) -> np.ndarray:
-        vectors = np.asarray(self.embeddings.embed_documents(sentences + [e.text for e in evidence]))
+        vectors = np.asarray(
+            self.embeddings.embed_documents(sentences + [e.text for e in evidence])
+        )
         return vectors[: len(sentences)] @ vectors[len(sentences) :].T
 
     def _support(
-        self, sentence: _Sentence, sims: np.ndarray, evidence: list[Evidence], by_n: dict
+        self,
+        sentence: _Sentence,
+        sims: np.ndarray,
+        evidence: list[Evidence],
+        by_n: dict,
+        question: str,
     ) -> str | None:
         """Fix the sentence's citations in place; return why it is unsupported, or None."""
         order = [evidence[i].n for i in np.argsort(-sims)]
@@ -200,7 +245,7 @@ class Verifier:
             if sim_of[best] < self.support_threshold:
                 return "not supported by any passage"
             cited = [best]
-        missing = missing_facts(sentence.text, " ".join(by_n[n].text for n in cited))
+        missing = missing_facts(sentence.text, " ".join(by_n[n].text for n in cited), question)
         if missing:
             # The names may sit in another passage: cite it too if it is also on topic.
             for n in order:
@@ -235,8 +280,10 @@ def _render(question: str, kept: list[_Sentence], by_n: dict, removed: list[str]
         for n in sentence.cites:
             renumber.setdefault(n, len(renumber) + 1)
             marks.append(f"[{renumber[n]}]")
-        body, stop = (sentence.text[:-1], sentence.text[-1]) if sentence.text[-1] in ".!?" else (
-            sentence.text, "."
+        body, stop = (
+            (sentence.text[:-1], sentence.text[-1])
+            if sentence.text[-1] in ".!?"
+            else (sentence.text, ".")
         )
         parts.append(f"{body} {''.join(marks)}{stop}")
     citations = [to_citation(new, by_n[old]) for old, new in renumber.items()]

@@ -26,7 +26,9 @@ def default_embedding_path() -> Path:
 
 def embedding_name(settings: Settings) -> str:
     """A stable name for the embedding model, recorded in the index to catch mismatches."""
-    return Path(settings.embedding_model).name if settings.embedding_model else DEFAULT_EMBEDDING_NAME
+    return (
+        Path(settings.embedding_model).name if settings.embedding_model else DEFAULT_EMBEDDING_NAME
+    )
 
 
 def make_embeddings(settings: Settings) -> Embeddings:

@@ -35,7 +35,9 @@ def _llamacpp(settings: Settings) -> BaseChatModel:
 
     path = settings.llm_model_path or ensure_default_model(settings.model_cache_dir)
     if not path.is_file():
-        raise ModelError(f"No GGUF model at {path}. Fix RAG_LLM_MODEL_PATH or unset it for the default.")
+        raise ModelError(
+            f"No GGUF model at {path}. Fix RAG_LLM_MODEL_PATH or unset it for the default."
+        )
     try:
         client = Llama(
             model_path=str(path),

@@ -23,7 +23,9 @@ def iter_corpus_files(corpus_dir: Path) -> list[Path]:
             "(.txt, .md, .html, .pdf) in it, or set RAG_CORPUS_DIR."
         )
     if not corpus_dir.is_dir():
-        raise CorpusError(f"{corpus_dir} is not a folder. Set RAG_CORPUS_DIR to a folder of articles.")
+        raise CorpusError(
+            f"{corpus_dir} is not a folder. Set RAG_CORPUS_DIR to a folder of articles."
+        )
     files = [
         p
         for p in corpus_dir.rglob("*")
@@ -51,14 +53,18 @@ def load_article(path: Path, corpus_dir: Path, max_bytes: int = 20 * 2**20) -> A
             )
         raw = path.read_bytes()
     except OSError as exc:
-        raise ArticleError(f"{source}: cannot be read ({exc.strerror}). Check its permissions.") from exc
+        raise ArticleError(
+            f"{source}: cannot be read ({exc.strerror}). Check its permissions."
+        ) from exc
     digest = hashlib.sha256(raw).hexdigest()
     suffix = path.suffix.lower()
     if suffix == ".pdf":
         title, text, meta = _parse_pdf(raw, source)
     else:
         if b"\x00" in raw[:8192]:
-            raise ArticleError(f"{source}: looks like a binary file, not text. Remove it from the corpus.")
+            raise ArticleError(
+                f"{source}: looks like a binary file, not text. Remove it from the corpus."
+            )
         decoded = _decode(raw)
         if suffix in (".html", ".htm"):
             title, text, meta = _parse_html(decoded)
@@ -66,7 +72,9 @@ def load_article(path: Path, corpus_dir: Path, max_bytes: int = 20 * 2**20) -> A
             title, text, meta = _parse_text(decoded, markdown=suffix != ".txt")
     if not text.strip():
         raise ArticleError(f"{source}: holds no text. Add the article's text or remove the file.")
-    return Article(source=source, title=title or Path(source).stem, text=text, sha256=digest, metadata=meta)
+    return Article(
+        source=source, title=title or Path(source).stem, text=text, sha256=digest, metadata=meta
+    )
 
 
 def load_corpus(corpus_dir: Path, max_bytes: int = 20 * 2**20) -> Iterator[Article | ArticleError]:
@@ -149,6 +157,8 @@ def _parse_pdf(raw: bytes, source: str) -> tuple[str, str, dict[str, str]]:
         text = "\n".join((page.extract_text() or "") for page in reader.pages)
         info_title = (reader.metadata.title if reader.metadata else None) or ""
     except (PdfReadError, ValueError, KeyError) as exc:
-        raise ArticleError(f"{source}: is not a readable PDF ({exc}). Re-export it or remove it.") from exc
+        raise ArticleError(
+            f"{source}: is not a readable PDF ({exc}). Re-export it or remove it."
+        ) from exc
     text = text.replace("\r\n", "\n")
     return info_title.strip() or _first_line_title(text), text, {}

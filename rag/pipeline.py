@@ -68,4 +68,6 @@ def build_qa(settings: Settings, llm=None, embeddings=None):
         llm or make_llm(settings),
         Verifier(embeddings, settings.support_threshold),
         max_question_chars=settings.max_question_chars,
+        few_shot=settings.few_shot,
+        retry_refusals=settings.retry_refusals,
     )

@@ -39,6 +39,18 @@ FEW_SHOT = [
 ANSWER_PROMPT = ChatPromptTemplate.from_messages(
     [("system", ANSWER_SYSTEM), *FEW_SHOT, ("human", ANSWER_HUMAN)]
 )
+# The first version, without examples; kept for `RAG_FEW_SHOT=false` and the quality table.
+ZERO_SHOT_PROMPT = ChatPromptTemplate.from_messages(
+    [("system", ANSWER_SYSTEM), ("human", ANSWER_HUMAN)]
+)
+
+# Second try, used only when the model refused although a passage matched the question well:
+# the small model often refuses answerable questions. Without the refusal option it answers;
+# the citation check then removes anything the evidence does not support.
+RETRY_SYSTEM = ANSWER_SYSTEM.rsplit("\n- If the evidence", 1)[0]
+RETRY_PROMPT = ChatPromptTemplate.from_messages(
+    [("system", RETRY_SYSTEM), *FEW_SHOT[:2], ("human", ANSWER_HUMAN)]
+)
 
 CONDENSE_SYSTEM = (
     "Rewrite the user's last question as one standalone question, using the conversation "

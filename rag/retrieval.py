@@ -35,7 +35,9 @@ class KeywordIndex:
         self.docs: list[Document] = []
         offset, page_size = 0, 5000
         while True:
-            page = index.collection.get(include=["documents", "metadatas"], limit=page_size, offset=offset)
+            page = index.collection.get(
+                include=["documents", "metadatas"], limit=page_size, offset=offset
+            )
             for text, meta in zip(page["documents"], page["metadatas"], strict=True):
                 meta = {k: v for k, v in meta.items() if k != "article_text"}
                 self.docs.append(Document(page_content=text, metadata=meta))
@@ -64,7 +66,9 @@ def _key(doc: Document) -> tuple[str, int]:
     return str(doc.metadata["source"]), int(doc.metadata["chunk"])
 
 
-def fuse(dense: list[tuple[Document, float]], keyword: list[Document], k: int) -> list[tuple[Document, float]]:
+def fuse(
+    dense: list[tuple[Document, float]], keyword: list[Document], k: int
+) -> list[tuple[Document, float]]:
     """Reciprocal rank fusion of dense hits (doc, cosine distance) and BM25 hits, best first.
 
     Each result keeps a dense similarity; a keyword-only hit gets the weakest dense one seen.
@@ -87,9 +91,11 @@ def fuse(dense: list[tuple[Document, float]], keyword: list[Document], k: int) -
 
 _WORD = re.compile(r"[a-z0-9]{3,}")
 _STOP = frozenset(
-    "the and for are was were what which who whom whose when where why how did does has have "
-    "had with that this these those from into about between their there they them his her its "
-    "can could would should will not but all any one two also than then after before".split()
+    "the and for are was were what which who whom whose when "
+    "where why how did does has have had with that this these "
+    "those from into about between their there they them his her its "
+    "can could would should will not but all any one two also "
+    "than then after before".split()
 )
 
 
@@ -201,8 +207,13 @@ class Retriever:
                 seen_text.add(norm)
                 out.append(
                     _Sentence(
-                        str(meta["source"]), str(meta["title"]), base + start, base + end,
-                        text, f"{previous} {text}".strip(), 1.0 - float(distance),
+                        str(meta["source"]),
+                        str(meta["title"]),
+                        base + start,
+                        base + end,
+                        text,
+                        f"{previous} {text}".strip(),
+                        1.0 - float(distance),
                     )
                 )
         return out

@@ -18,7 +18,9 @@ class Settings(BaseSettings):
 
     # Corpus and index
     corpus_dir: Path = Field(Path("corpus"), description="Folder of articles to ingest.")
-    store_dir: Path = Field(Path("data/chroma"), description="Where the embedded Chroma store lives.")
+    store_dir: Path = Field(
+        Path("data/chroma"), description="Where the embedded Chroma store lives."
+    )
     collection: str = Field("news", description="Chroma collection name.")
     chroma_host: str | None = Field(None, description="Use a Chroma server instead of store_dir.")
     chroma_port: int = 8000
@@ -47,6 +49,11 @@ class Settings(BaseSettings):
         0.45, description="An answer sentence needs this similarity to the passage it cites."
     )
     max_question_chars: int = 2000
+    few_shot: bool = Field(True, description="Show the model two worked examples.")
+    retry_refusals: bool = Field(
+        True,
+        description="Ask again, without the refusal option, when the model refuses despite strong evidence.",
+    )
 
     # LLM
     llm_backend: Literal["llamacpp", "openai", "ollama"] = "llamacpp"

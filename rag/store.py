@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +153,11 @@ def open_index(
     """
     from langchain_chroma import Chroma
 
-    if not create and not settings.chroma_host and not (settings.store_dir / "chroma.sqlite3").exists():
+    if (
+        not create
+        and not settings.chroma_host
+        and not (settings.store_dir / "chroma.sqlite3").exists()
+    ):
         raise IndexMissingError(
             f"No index found at {settings.store_dir}. Run `rag ingest` (or `python ingest.py`) first."
         )
@@ -176,7 +181,9 @@ def open_index(
     stored = dict(chunks._collection.metadata or {})
     mismatched = {k: (stored.get(k), v) for k, v in meta.items() if stored.get(k) != v}
     if mismatched:
-        detail = ", ".join(f"{k}: index has {old!r}, settings say {new!r}" for k, (old, new) in mismatched.items())
+        detail = ", ".join(
+            f"{k}: index has {old!r}, settings say {new!r}" for k, (old, new) in mismatched.items()
+        )
         raise IndexMismatchError(
             f"The index at {settings.store_dir} was built differently ({detail}). "
             "Rebuild it with `rag ingest --rebuild`."
@@ -187,7 +194,6 @@ def open_index(
 def drop_index(settings: Settings) -> None:
     """Delete the collection (used by `rag ingest --rebuild`)."""
     client = make_client(settings)
-    try:
+    # chromadb raises NotFoundError or ValueError by version; an absent collection is fine
+    with contextlib.suppress(Exception):
         client.delete_collection(settings.collection)
-    except Exception:  # chromadb raises NotFoundError or ValueError by version; absent is fine
-        pass

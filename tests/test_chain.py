@@ -62,7 +62,9 @@ def test_chain_prompt_holds_numbered_evidence_and_answer_is_cited(seed_index, em
 
 
 def test_stream_yields_tokens_then_answer(seed_index, embeddings):
-    qa, _ = _qa(seed_index, embeddings, ["Imran Khan announced the release of the captured pilot [1]."])
+    qa, _ = _qa(
+        seed_index, embeddings, ["Imran Khan announced the release of the captured pilot [1]."]
+    )
     parts = list(qa.stream("Who announced that the captured pilot would be released?"))
     tokens, final = parts[:-1], parts[-1]
     assert len(tokens) > 3 and all(isinstance(t, str) for t in tokens)
@@ -72,7 +74,8 @@ def test_stream_yields_tokens_then_answer(seed_index, embeddings):
 
 def test_follow_up_is_condensed_with_history(seed_index, embeddings):
     qa, llm = _qa(
-        seed_index, embeddings,
+        seed_index,
+        embeddings,
         ["Why did Pakistan release the captured Indian pilot?", "As a gesture of peace [1]."],
     )
     history = [("Who released the captured pilot?", "Pakistan released the pilot [1].")]
@@ -84,7 +87,12 @@ def test_follow_up_is_condensed_with_history(seed_index, embeddings):
 
 @pytest.mark.parametrize(
     ("question", "message"),
-    [("", "empty"), ("   \n\t ", "empty"), ("x" * 100_000, "limit is 2,000"), (None, "must be text")],
+    [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("x" * 100_000, "limit is 2,000"),
+        (None, "must be text"),
+    ],
 )
 def test_bad_questions_are_refused_with_a_clear_message(question, message):
     with pytest.raises(QuestionError, match=message):

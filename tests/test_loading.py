@@ -26,7 +26,9 @@ def test_markdown_front_matter_gives_title_and_metadata(tmp_path):
     article = load_article(tmp_path / "a.md", tmp_path)
     assert article.title == "Floods hit the coast"
     assert article.metadata == {
-        "date": "2024-05-01", "outlet": "Daily News", "url": "https://news.example/floods"
+        "date": "2024-05-01",
+        "outlet": "Daily News",
+        "url": "https://news.example/floods",
     }
     assert "Water rose fast." in article.text and "secret" not in article.text
 
@@ -47,7 +49,11 @@ def test_html_title_meta_and_scripts_removed(tmp_path):
     )
     article = load_article(tmp_path / "c.html", tmp_path)
     assert article.title == "Election results"
-    assert article.metadata == {"outlet": "The Herald", "date": "2024-06-02", "url": "https://h.example/e"}
+    assert article.metadata == {
+        "outlet": "The Herald",
+        "date": "2024-06-02",
+        "url": "https://h.example/e",
+    }
     assert "The party won 52 seats." in article.text
     assert "alert" not in article.text and "evil" not in article.text and "p{}" not in article.text
 
@@ -70,7 +76,10 @@ def _minimal_pdf(text: str) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)
 
 
