@@ -159,6 +159,57 @@ class _ModelRefused(Exception):
     """The reply holds a sentence that is only a refusal: the model says it has no answer."""
 
 
+_COUNTED = re.compile(r"\b(\d{1,2}|[A-Za-z]+)\s+([A-Za-z]{3,})")
+
+
+def _counted_nouns(sentence: str) -> list[tuple[str, str]]:
+    """(small number, the word right after it): "Two aircraft" -> ("2", "aircra").
+
+    Only numbers under 100: a large specific figure ("155,465") does not turn up by chance,
+    but "two" or "3" appear in almost any evidence.
+    """
+    pairs = []
+    for match in _COUNTED.finditer(sentence):
+        word, noun = match.group(1).lower(), match.group(2).lower()
+        number = word if word.isdigit() else _WORD_NUMBERS.get(word)
+        if number and number.isdigit() and int(number) < 100 and noun not in _EMPTY_WORDS:
+            pairs.append((number, noun[:6]))
+    return pairs
+
+
+def miscounted(sentence: str, evidence_text: str) -> list[str]:
+    """Numbers that occur in the evidence, but never near the thing the sentence counts.
+
+    "Two aircraft were shot down" passes a bare check when the evidence says "the two
+    neighbours"; here "two" must stand within a few words of "aircraft".
+    """
+    words = _normalise(evidence_text).split()
+    bad = []
+    for number, noun in _counted_nouns(sentence):
+        spots = [
+            i for i, w in enumerate(words) if w == number or _WORD_NUMBERS.get(w) == number
+        ]
+        if spots and not any(
+            any(w.startswith(noun) for w in words[max(0, i - 4) : i + 5]) for i in spots
+        ):
+            bad.append(f"{number} {noun}…")
+    return bad
+
+
+def unsupported_facts(answer: Answer) -> list[str]:
+    """Names and numbers in a final answer that its own cited passages do not contain."""
+    if answer.refused:
+        return []
+    quotes = {c.n: c.quote for c in answer.citations}
+    missing: list[str] = []
+    for start, end in split_sentences(answer.answer):
+        sentence = answer.answer[start:end]
+        cited = " ".join(quotes.get(int(n), "") for n in re.findall(r"\[(\d+)\]", sentence))
+        text = _MARKERS.sub("", sentence)
+        missing += missing_facts(text, cited, answer.question) + miscounted(text, cited)
+    return missing
+
+
 def _parse(raw: str, valid: set[int]) -> list[_Sentence]:
     text = _MARKERS_AFTER_STOP.sub(lambda m: f" {m.group(2).strip()}{m.group(1)} ", raw.strip())
     out = []
@@ -256,6 +307,8 @@ class Verifier:
                         missing = still
                 if not missing:
                     break
+        if not missing:
+            missing = miscounted(sentence.text, " ".join(by_n[n].text for n in cited))
         if missing:
             return "names or numbers not in the articles: " + ", ".join(missing)
         sentence.cites = cited

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.citations import key_facts, missing_facts
+from rag.citations import unsupported_facts
 from rag.errors import RagError
 
 
@@ -110,8 +110,7 @@ def run_cases(qa, cases: list[Case], progress: bool = True) -> list[CaseResult]:
         seconds = time.perf_counter() - started
         evidence = qa.retriever(answer.question)
         retrieved = list(dict.fromkeys(e.source for e in evidence))
-        quotes = " ".join(c.quote for c in answer.citations)
-        unsupported = [] if answer.refused else missing_facts(answer.answer, quotes)
+        unsupported = unsupported_facts(answer)
         results.append(
             CaseResult(
                 id=case.id,
@@ -209,14 +208,3 @@ def write_results(path: Path, metrics: dict[str, Any], results: list[CaseResult]
     )
 
 
-__all__ = [
-    "Case",
-    "CaseResult",
-    "compose_corpus",
-    "key_facts",
-    "load_cases",
-    "report",
-    "run_cases",
-    "summarise",
-    "write_results",
-]

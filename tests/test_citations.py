@@ -110,3 +110,21 @@ def test_model_refusal_and_empty_evidence_give_the_refusal(verifier, evidence):
     assert verifier.verify("q", "Paris is the capital of France.", []).refused
     off_topic = verifier.verify("q", "Paris is the capital of France.", evidence)
     assert off_topic.refused and off_topic.removed
+
+
+def test_numbers_must_count_the_same_thing():
+    from rag.citations import miscounted
+
+    ev = "The two nuclear-armed neighbours clashed. A bombing killed 40 Indian soldiers."
+    assert miscounted("Two aircraft were shot down.", ev) == ["2 aircra…"]
+    assert miscounted("The two neighbours clashed.", ev) == []
+    assert miscounted("The bombing killed 40 soldiers.", ev) == []
+
+
+def test_final_answers_are_checked_sentence_by_sentence(verifier, evidence):
+    from rag.citations import unsupported_facts
+
+    answer = verifier.verify("q", "The bombing killed 40 Indian soldiers [2].", evidence)
+    assert unsupported_facts(answer) == []
+    answer.answer = "The bombing killed 41 Indian soldiers [1]."  # tampered: wrong number and cite
+    assert unsupported_facts(answer) == ["41"]
