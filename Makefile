@@ -18,7 +18,8 @@ ingest:
 	.venv/bin/rag ingest
 
 serve:
-	.venv/bin/rag ask
+	.venv/bin/rag serve
 
 lint:
-	.venv/bin/ruff check rag ui tests bench ingest.py
+	.venv/bin/ruff check rag ui tests ingest.py
+	.venv/bin/ruff format --check rag ui tests ingest.py

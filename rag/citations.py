@@ -186,9 +186,7 @@ def miscounted(sentence: str, evidence_text: str) -> list[str]:
     words = _normalise(evidence_text).split()
     bad = []
     for number, noun in _counted_nouns(sentence):
-        spots = [
-            i for i, w in enumerate(words) if w == number or _WORD_NUMBERS.get(w) == number
-        ]
+        spots = [i for i, w in enumerate(words) if w == number or _WORD_NUMBERS.get(w) == number]
         if spots and not any(
             any(w.startswith(noun) for w in words[max(0, i - 4) : i + 5]) for i in spots
         ):

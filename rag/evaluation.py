@@ -206,5 +206,3 @@ def write_results(path: Path, metrics: dict[str, Any], results: list[CaseResult]
         json.dumps({"metrics": metrics, "cases": [asdict(r) for r in results]}, indent=2),
         encoding="utf-8",
     )
-
-

@@ -1,0 +1,253 @@
+"""rag.service and the UI's pure helpers, without a server or a browser.
+
+The pipeline parts are real (embedding model, Chroma, verifier); the LLM is LangChain's
+GenericFakeChatModel so the plumbing runs in seconds (the real LLM runs in test_server.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+import rag.service as service_module
+from rag.errors import IndexMissingError, QuestionError
+from rag.schema import Answer, Citation
+from rag.service import (
+    BusyError,
+    ChatService,
+    ModelLoadingError,
+    RateLimiter,
+    RateLimitError,
+    answer_markdown,
+    escape_markdown,
+    normalize_history,
+    parse_ref,
+    render_article,
+    sources_html,
+)
+from rag.settings import Settings
+from tests.conftest import OFF_RAMP, article_text
+
+QUESTION = "How many Indian soldiers were killed in the suicide bombing?"
+REPLY = "A suicide bombing in Indian-controlled Kashmir killed 40 Indian soldiers [1]."
+EVIL = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+def fake_llm(n: int = 20) -> GenericFakeChatModel:
+    return GenericFakeChatModel(messages=iter([AIMessage(content=REPLY)] * n))
+
+
+def _answer(text: str = "Forty died [1]. Pakistan replied [2].") -> Answer:
+    cites = [
+        Citation(n=1, source="a.txt", title=f"Title {EVIL}", quote="q1", start=0, end=2),
+        Citation(n=2, source=f"b{EVIL}.txt", title="B", quote="q2", start=3, end=5),
+    ]
+    return Answer(answer=text, citations=cites, question="How many died?", removed=[EVIL])
+
+
+# ---- rendering ----------------------------------------------------------------------------
+
+
+def test_escape_markdown_leaves_no_tags_or_markup():
+    out = escape_markdown(f"**bold** [x](javascript:alert(1)) {EVIL} $$x$$ & 5 < 6")
+    assert "<" not in out and ">" not in out
+    assert r"\*\*bold\*\*" in out and r"\[x\]" in out and r"\$\$x\$\$" in out
+    assert "&amp; 5 &lt; 6" in out
+
+
+def test_answer_markdown_links_known_markers_only_and_escapes_the_rest():
+    md = answer_markdown(_answer(f"Forty died [1]. {EVIL} [2] [7]."), turn=3)
+    assert '<a class="rag-cite" href="#cite-3-1"' in md
+    assert 'href="#cite-3-2"' in md
+    assert "#cite-3-7" not in md and r"\[7\]" in md  # an unknown marker stays plain text
+    assert "<img" not in md and "<script" not in md and "&lt;img" in md
+
+
+def test_sources_html_lists_citations_and_the_standalone_question_escaped():
+    html = sources_html(_answer(), turn=0)
+    assert "Question answered: <q>How many died?</q>" in html
+    assert html.count('class="rag-source"') == 2 and 'href="#cite-0-2"' in html
+    assert "<img" not in html and "<script" not in html and "&lt;script&gt;" in html
+    assert "1 unsupported sentence(s) removed" in html
+    refused = Answer(answer="The articles don't answer this question.", refused=True)
+    assert "No sources" in sources_html(refused)
+    assert "Sources of the answer appear here" in sources_html(None)
+
+
+def test_render_article_marks_exactly_the_passage_and_escapes_everything():
+    text = f"Intro {EVIL}. The passage & more. Tail <b>x</b>."
+    start = text.index("The passage")
+    end = start + len("The passage & more.")
+    html = render_article("dir/a&b.txt", f"T {EVIL}", text, start, end, n=2)
+    assert '<mark id="rag-passage">The passage &amp; more.</mark>' in html
+    assert "<img" not in html and "<script" not in html and "<b>" not in html
+    assert 'data-source="dir/a&amp;b.txt"' in html and "[2] T &lt;img" in html
+    clamped = render_article("a.txt", "T", "abc", -5, 99)
+    assert '<mark id="rag-passage">abc</mark>' in clamped
+
+
+def test_parse_ref():
+    assert parse_ref("2-3") == (2, 3)
+    assert parse_ref("#cite-0-12") == (0, 12)
+    for bad in ("", "x-1", "1", "1-2-3", None, "-1-2"):
+        assert parse_ref(bad) is None
+
+
+def test_normalize_history_accepts_pairs_and_messages():
+    assert normalize_history(None) == []
+    assert normalize_history([["q1", "a1"], ("q2", "a2")]) == [("q1", "a1"), ("q2", "a2")]
+    messages = [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q2"},  # the unanswered current turn is dropped
+    ]
+    assert normalize_history(messages) == [("q1", "a1")]
+    for bad in (
+        "text",
+        [["only"]],
+        [[1, 2]],
+        [{"role": "bot", "content": "x"}],
+        [{"role": "user"}],
+    ):
+        with pytest.raises(QuestionError):
+            normalize_history(bad)
+
+
+def test_rate_limiter_window():
+    limiter = RateLimiter(2, window=0.5)
+    limiter.check("a")
+    limiter.check("a")
+    limiter.check("b")  # per client
+    with pytest.raises(RateLimitError) as info:
+        limiter.check("a")
+    assert info.value.retry_after >= 1 and "2 per minute" in str(info.value)
+    time.sleep(0.6)
+    limiter.check("a")
+
+
+# ---- ChatService with the real retrieval and verifier -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ready_service(seed_settings, seed_index, embeddings):
+    service = ChatService(seed_settings, llm=fake_llm(), embeddings=embeddings)
+    assert service.state == "loading"
+    service.start()
+    assert service.wait_ready(120), service.error
+    return service
+
+
+def test_before_loading_questions_get_model_loading(seed_settings):
+    service = ChatService(seed_settings)  # never started: stays "loading"
+    assert service.status() == {"status": "loading", "message": "Model loading…"}
+    assert "Model loading" in service.status_markdown()
+    with pytest.raises(QuestionError):  # bad questions are refused before waiting for the model
+        service.ask("   ")
+    with pytest.raises(ModelLoadingError, match="still loading"):
+        service.ask(QUESTION)
+    assert not service.wait_ready(0.3)
+
+
+def test_ask_and_stream_give_the_verified_cited_answer(ready_service):
+    assert ready_service.status()["status"] == "ready"
+    answer = ready_service.ask(QUESTION)
+    assert not answer.refused and "40" in answer.answer and answer.citations
+    parts = list(ready_service.stream(QUESTION, [("Hi?", "Hello.")]))
+    tokens, final = parts[:-1], parts[-1]
+    assert len(tokens) > 3 and all(isinstance(t, str) for t in tokens)
+    assert isinstance(final, Answer) and final.citations
+    c = final.citations[0]
+    assert c.source == OFF_RAMP and article_text(OFF_RAMP)[c.start : c.end] == c.quote
+    html = ready_service.article_html(c.source, c.start, c.end, c.n)
+    assert f'<mark id="rag-passage">{c.quote}</mark>' in html.replace("&#x27;", "'")
+    assert "not in the index" in ready_service.article_html("nope.txt", 0, 1)
+
+
+def test_an_abandoned_stream_does_not_keep_the_llm(ready_service):
+    stream = ready_service.stream(QUESTION)
+    assert isinstance(next(stream), str)
+    del stream  # the reader went away after one token
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(a=ready_service.ask(QUESTION)))
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and result["a"].citations
+
+
+def test_missing_index_is_reported_then_picked_up_after_ingest(tmp_path, embeddings, monkeypatch):
+    from rag.pipeline import run_ingest
+    from tests.conftest import CORPUS
+
+    monkeypatch.setattr(service_module, "_RETRY_EVERY", 0.0)
+    settings = Settings(corpus_dir=CORPUS, store_dir=tmp_path / "chroma")
+    service = ChatService(settings, llm=fake_llm(), embeddings=embeddings)
+    service.start()
+    assert not service.wait_ready(60)
+    assert service.state == "error" and "rag ingest" in service.status_markdown()
+    with pytest.raises(IndexMissingError, match="rag ingest"):
+        service.ask(QUESTION)
+    run_ingest(settings, progress=False)
+    deadline = time.monotonic() + 60
+    while service.state != "ready" and time.monotonic() < deadline:  # retries on its own
+        time.sleep(0.2)
+    assert service.state == "ready", service.error
+    assert service.ask(QUESTION).citations
+
+
+class _SlowQA:
+    """A QA stand-in whose answer waits for `go`: to fill the wait queue."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+
+    def stream(self, question, history):
+        self.go.wait(30)
+        yield "tok"
+        yield Answer(answer="done")
+
+
+def test_queue_limit_refuses_extra_questions_until_one_finishes():
+    slow = _SlowQA()
+    service = ChatService(Settings(queue_limit=1), qa=slow)
+    first = service.stream("one?")
+    with pytest.raises(BusyError, match="already waiting"):
+        service.stream("two?")
+    slow.go.set()
+    assert [p if isinstance(p, str) else p.answer for p in first] == ["tok", "done"]
+    assert list(service.stream("three?"))[-1].answer == "done"
+
+
+# ---- the UI module without a browser ------------------------------------------------------
+
+
+def test_ui_messages_are_rebuilt_from_session_turns_escaped():
+    from ui.app import _messages
+
+    turns = [
+        {"question": EVIL, "answer": _answer().to_json_dict()},
+        {"question": "q2", "answer": None, "error": f"bad {EVIL}"},
+    ]
+    msgs = _messages(turns, pending="q3 <b>", partial="par")
+    assert [m["role"] for m in msgs] == ["user", "assistant"] * 3
+    assert all("<img" not in m["content"] and "<script" not in m["content"] for m in msgs)
+    assert 'href="#cite-0-1"' in msgs[1]["content"]
+    assert msgs[3]["content"].startswith("**Error:**") and msgs[-1]["content"] == "par"
+
+
+def test_ui_has_the_page_the_widget_and_an_ask_endpoint():
+    from ui.app import build_blocks
+
+    blocks = build_blocks(ChatService(Settings(), qa=_SlowQA()))
+    config = blocks.get_config_file()
+    assert [p[0] for p in config["pages"]] == ["", "widget"]
+    names = {d.get("api_name") for d in config["dependencies"]}
+    assert "ask" in names
+    llm_events = [fn for fn in blocks.fns.values() if fn.concurrency_id == "llm"]
+    # the chat on both pages (Enter, button, example) and the API endpoint share one LLM slot
+    assert len(llm_events) == 7 and all(fn.concurrency_limit == 1 for fn in llm_events)
+    assert all(fn.queue for fn in llm_events)

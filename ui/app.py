@@ -1,0 +1,289 @@
+"""The Gradio chat page ("/") and the compact embeddable widget ("/widget"): layout and callbacks.
+
+All logic lives in `rag.service`; every callback here only moves values between components.
+Conversation state is per browser session (`gr.State`), never global.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from rag.chain import RETRY_MARK
+from rag.errors import RagError
+from rag.schema import Answer
+from rag.service import (
+    LOADING,
+    READY,
+    ChatService,
+    answer_markdown,
+    empty_html,
+    escape_markdown,
+    parse_ref,
+    sources_html,
+)
+
+EXAMPLES = [
+    "How many Indian soldiers were killed in the suicide bombing?",
+    "Who announced the release of the captured pilot?",
+    "What did India launch in response to the suicide bombing?",
+]
+LOAD_WAIT = 300.0  # seconds a question waits for the model to finish loading
+LLM_GROUP = "llm"  # one concurrency group for every event that uses the LLM
+
+CSS = """
+.rag-status p { margin: 0; }
+a.rag-cite { font-size: .85em; font-weight: 600; text-decoration: none; padding: 0 .2em;
+  border-radius: 4px; background: var(--color-accent-soft); cursor: pointer; }
+a.rag-cite:hover, a.rag-source:hover { text-decoration: underline; }
+.rag-sources-list { margin: .3em 0; }
+.rag-sources-list li { margin-bottom: .4em; }
+.rag-standalone { font-size: .9em; color: var(--body-text-color-subdued); }
+.rag-empty { color: var(--body-text-color-subdued); font-size: .9em; padding: .4em 0; }
+.rag-article h3 { margin: .2em 0; }
+.rag-article-text { white-space: pre-wrap; max-height: 420px; overflow-y: auto;
+  border: 1px solid var(--border-color-primary); border-radius: 6px; padding: .6em; }
+.rag-widget .rag-article-text { max-height: 220px; }
+mark#rag-passage { background: #ffe066; color: #111; padding: 0 .1em; border-radius: 2px; }
+body:has(.rag-widget) footer { display: none !important; }
+.gradio-container .nav-holder { display: none !important; }
+.rag-sources-list { list-style: none; padding-left: 0; }
+"""
+
+# One capture-phase listener on the document turns a click on any "#cite-<turn>-<n>" link
+# (the [n] markers in the chat and the sources panel) into this component's "cite" event.
+CITE_JS = """
+const handler = (event) => {
+  const path = event.composedPath ? event.composedPath() : [event.target];
+  for (const el of path) {
+    if (el && el.tagName === 'A') {
+      const href = el.getAttribute('href') || '';
+      if (href.startsWith('#cite-')) {
+        event.preventDefault();
+        event.stopPropagation();
+        trigger('cite', {ref: href.slice(6)});
+      }
+      return;
+    }
+  }
+};
+if (window.__ragCite) document.removeEventListener('click', window.__ragCite, true);
+window.__ragCite = handler;
+document.addEventListener('click', handler, true);
+"""
+
+SCROLL_JS = """
+watch('value', () => {
+  const mark = element.querySelector('mark#rag-passage');
+  if (mark) mark.scrollIntoView({block: 'center', behavior: 'smooth'});
+});
+"""
+
+
+def build_blocks(service: ChatService) -> gr.Blocks:
+    """The whole UI: the chat page at "/" and the widget page at "/widget"."""
+    with gr.Blocks(title="Ask the news archive", analytics_enabled=False) as demo:
+        gr.Navbar(visible=False)
+        gr.Markdown("## Ask the news archive\nAnswers cite the article passages they rest on.")
+        _chat(demo, service, compact=False)
+        gr.api(_api_ask(service), api_name="ask", concurrency_limit=1, concurrency_id=LLM_GROUP)
+    with demo.route("Widget", "/widget", show_in_navbar=False):
+        gr.Navbar(visible=False)
+        with gr.Column(elem_classes="rag-widget"):
+            _chat(demo, service, compact=True)
+    return demo
+
+
+def _chat(demo: gr.Blocks, service: ChatService, compact: bool) -> None:
+    """One chat: status line, chatbot, input row, sources panel, article viewer."""
+    turns = gr.State([])  # [{"question", "answer": Answer dict | None, "error": str | None}]
+    pending = gr.State("")
+    status = gr.Markdown(service.status_markdown(), elem_classes="rag-status")
+    timer = gr.Timer(2.0, active=True)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=320):
+            chatbot = gr.Chatbot(
+                label="Chat",
+                height=320 if compact else 480,
+                latex_delimiters=[],
+                feedback_options=None,
+                buttons=["copy"],
+                examples=[{"text": q} for q in EXAMPLES],
+                placeholder="Ask a question about the articles, or pick an example.",
+                elem_id="rag-chatbot",
+            )
+            with gr.Row():
+                box = gr.Textbox(
+                    placeholder="Ask about the articles…",
+                    show_label=False,
+                    lines=1,
+                    max_lines=4,
+                    scale=5,
+                    elem_id="rag-question",
+                    autofocus=not compact,
+                )
+                size = "sm" if compact else "lg"
+                send = gr.Button("Ask", variant="primary", scale=1, min_width=60, size=size)
+                new = gr.Button("New chat", scale=1, min_width=80, size=size)
+        with gr.Column(scale=2, min_width=260):
+            sources = gr.HTML(
+                sources_html(None),
+                js_on_load=CITE_JS,
+                elem_id="rag-sources",
+                label="Sources",
+                show_label=True,
+                container=True,
+                padding=True,
+            )
+            viewer = gr.HTML(
+                empty_html("The cited article opens here."),
+                js_on_load=SCROLL_JS,
+                elem_id="rag-viewer",
+                label="Article",
+                show_label=True,
+                container=True,
+                padding=True,
+            )
+
+    locked = [box, send]
+    ask_outputs = [chatbot, turns, sources, status]
+
+    def add_question(question: str, turns: list[dict]) -> tuple:
+        question = (question or "").strip()
+        if not question:
+            return gr.skip(), gr.skip(), "", gr.skip(), gr.skip()
+        return "", _messages(turns, question, None), question, *_locks(False)
+
+    def add_example(turns: list[dict], evt: gr.SelectData) -> tuple:
+        value = evt.value
+        question = value.get("text", "") if isinstance(value, dict) else str(value or "")
+        return add_question(question, turns)
+
+    def respond(question: str, turns: list[dict], request: gr.Request):
+        if not question:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        turn = len(turns)
+        history = [(t["question"], t["answer"]["answer"]) for t in turns if t.get("answer")]
+        try:
+            service.check_question(question)
+            service.check_rate(_client(request))
+            if service.state == LOADING:
+                note = "*Model loading… your question is answered as soon as it is ready.*"
+                yield _messages(turns, question, note), turns, gr.skip(), service.status_markdown()
+            text = ""
+            for part in service.stream(question, history, wait=LOAD_WAIT):
+                if isinstance(part, Answer):
+                    turns = [*turns, {"question": question, "answer": part.to_json_dict()}]
+                    status_now = service.status_markdown()
+                    yield _messages(turns), turns, sources_html(part, turn), status_now
+                    return
+                if part == RETRY_MARK:  # the model is asked again: drop its streamed refusal
+                    text = ""
+                    continue
+                text += part
+                streamed = escape_markdown(text) + " ▌"
+                yield _messages(turns, question, streamed), turns, gr.skip(), gr.skip()
+        except RagError as exc:
+            turns = [*turns, {"question": question, "answer": None, "error": str(exc)}]
+            yield _messages(turns), turns, gr.skip(), service.status_markdown()
+
+    def open_citation(turns: list[dict], evt: gr.EventData) -> str:
+        ref = parse_ref(getattr(evt, "_data", {}).get("ref", ""))
+        if ref is None or ref[0] >= len(turns) or not turns[ref[0]].get("answer"):
+            return empty_html("That citation belongs to an earlier chat.")
+        answer = Answer(**turns[ref[0]]["answer"])
+        cite = next((c for c in answer.citations if c.n == ref[1]), None)
+        if cite is None:
+            return empty_html("No such citation.")
+        return service.article_html(cite.source, cite.start, cite.end, cite.n)
+
+    def new_chat() -> tuple:
+        viewer_text = empty_html("The cited article opens here.")
+        return [], [], "", sources_html(None), viewer_text, *_locks(True)
+
+    def poll_status() -> tuple[str, Any]:
+        state = service.state
+        return service.status_markdown(), gr.Timer(active=state != READY)
+
+    step1 = dict(
+        fn=add_question,
+        inputs=[box, turns],
+        outputs=[box, chatbot, pending, *locked],
+        queue=False,
+        api_visibility="undocumented",
+    )
+    step2 = dict(
+        fn=respond,
+        inputs=[pending, turns],
+        outputs=ask_outputs,
+        show_progress_on=[chatbot],  # the queue position shows on the chat only
+        concurrency_limit=1,
+        concurrency_id=LLM_GROUP,
+        api_visibility="undocumented",
+    )
+    runs = []
+    for trigger in (box.submit, send.click):
+        event = trigger(**step1).then(**step2)
+        runs.append(event)
+        event.then(lambda: _locks(True), None, locked, queue=False, api_visibility="private")
+    example = chatbot.example_select(
+        add_example,
+        [turns],
+        [box, chatbot, pending, *locked],
+        queue=False,
+        api_visibility="private",
+    ).then(**step2)
+    example.then(lambda: _locks(True), None, locked, queue=False, api_visibility="private")
+    runs.append(example)
+    reset = [chatbot, turns, pending, sources, viewer, *locked]
+    new.click(new_chat, None, reset, cancels=runs, queue=False, api_visibility="private")
+    chatbot.clear(new_chat, None, reset, cancels=runs, queue=False, api_visibility="private")
+    sources.cite(open_citation, [turns], [viewer], queue=False, api_visibility="private")
+    timer.tick(poll_status, None, [status, timer], queue=False, api_visibility="private")
+    demo.load(poll_status, None, [status, timer], queue=False, api_visibility="private")
+
+
+def _locks(enabled: bool) -> tuple:
+    return gr.Textbox(interactive=enabled), gr.Button(interactive=enabled)
+
+
+def _messages(
+    turns: list[dict], pending: str | None = None, partial: str | None = None
+) -> list[dict]:
+    """Chatbot messages rebuilt from the session's turns (plus a question being answered)."""
+    out: list[dict] = []
+    for i, turn in enumerate(turns):
+        out.append({"role": "user", "content": escape_markdown(turn["question"])})
+        if turn.get("answer"):
+            content = answer_markdown(Answer(**turn["answer"]), i)
+        else:
+            content = "**Error:** " + escape_markdown(turn.get("error") or "No answer.")
+        out.append({"role": "assistant", "content": content})
+    if pending:
+        out.append({"role": "user", "content": escape_markdown(pending)})
+        if partial is not None:
+            out.append({"role": "assistant", "content": partial})
+    return out
+
+
+def _client(request: gr.Request | None) -> str:
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or "unknown"
+
+
+def _api_ask(service: ChatService):
+    def ask(
+        question: str, history: list[list[str]] | None = None, request: gr.Request = None
+    ) -> dict:
+        """Answer a question about the articles; returns the same object as POST /api/ask."""
+        from rag.service import normalize_history
+
+        try:
+            service.check_rate(_client(request))
+            return service.ask(question, normalize_history(history)).to_json_dict()
+        except RagError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    return ask
