@@ -20,6 +20,28 @@ from rag.schema import Answer, Citation, Evidence
 
 _MARKERS = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _MARKERS_AFTER_STOP = re.compile(r"([.!?])\s*((?:\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]\s*)+)")
+# Talk about the evidence itself ("..., the evidence states.", "According to the articles, ..."):
+# the small model imitates the attribution in its worked example. The reader sees the citation.
+_DOCS = r"(?:the\s+)?(?:evidence|articles?|passages?|text|context|obituary)"
+_META_TAIL = re.compile(
+    rf",\s*(?:as\s+|according\s+to\s+)?{_DOCS}"
+    r"(?:\s+(?:states?|says?|supports?|shows?|mentions?|notes?|suggests?|reports?|confirms?))?"
+    r"(?:\s+this)?\s*(?=[.!?]?$)",
+    re.IGNORECASE,
+)
+_META_HEAD = re.compile(
+    rf"^(?:according\s+to|as\s+(?:stated|mentioned)\s+in|based\s+on)\s+{_DOCS}(?:\s*\[\d+\])?,\s*",
+    re.IGNORECASE,
+)
+
+
+def strip_meta(sentence: str) -> str:
+    """Drop words about the evidence itself, keeping the claim: "X, the articles state." -> "X."."""
+    sentence = _META_TAIL.sub("", sentence)
+    stripped = _META_HEAD.sub("", sentence)
+    return stripped[:1].upper() + stripped[1:] if stripped != sentence else sentence
+
+
 _REFUSALS = re.compile(
     r"(articles?|evidence|text|passages?|context|sources?)\s+(?:do(?:es)?n[o’']t|do(?:es)? not|"
     r"did not|didn[’']t)\s+(?:answer|say|mention|state|specify|provide|contain|include|name)"
@@ -132,14 +154,18 @@ def _normalise(text: str) -> str:
 
 
 def missing_facts(sentence: str, evidence_text: str, question: str = "") -> list[str]:
-    """The names and numbers of `sentence` that do not appear in `evidence_text`."""
+    """The names and numbers of `sentence` that appear neither in `evidence_text` nor in the
+    question (a name the user gave is not one the model invented)."""
     norm = _normalise(evidence_text)
     words = set(norm.split())
+    asked = set(_normalise(question).split())
     missing = []
     for fact in key_facts(sentence, question):
         key = _normalise(fact).strip()
-        if not key:
+        if not key or key in asked:
             continue
+        if key.isdigit() and any(w.startswith(key) and w[len(key) :].isalpha() for w in words):
+            continue  # "28.7" in "£28.7m", "200" in "200m"
         alternatives = {key, _WORD_NUMBERS.get(key, key), _NUMBER_WORDS.get(key, key)}
         if any(alt in words or f" {alt} " in f" {norm} " for alt in alternatives):
             continue
@@ -220,7 +246,7 @@ def _parse(raw: str, valid: set[int]) -> list[_Sentence]:
             if int(n) in valid
         ]
         clean = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(_MARKERS.sub("", piece).split()))
-        trimmed = _trim_refusal(clean)
+        trimmed = _trim_refusal(strip_meta(clean))
         if clean and not trimmed:
             raise _ModelRefused(clean)
         clean = trimmed
@@ -313,9 +339,17 @@ class Verifier:
         return None
 
 
+CLOSEST_SHOWN = 3  # passages shown with a refusal
+
+
 def refusal(question: str, evidence: list[Evidence]) -> Answer:
-    """The answer given when the articles do not answer the question."""
-    return Answer(answer=REFUSAL, citations=[], question=question, refused=True)
+    """The answer given when the articles do not answer the question.
+
+    It carries no citations (it claims nothing), but shows the closest passages, if any were
+    relevant enough to retrieve, so the reader can judge for themselves.
+    """
+    closest = [to_citation(i, e) for i, e in enumerate(evidence[:CLOSEST_SHOWN], start=1)]
+    return Answer(answer=REFUSAL, citations=[], question=question, refused=True, closest=closest)
 
 
 def to_citation(n: int, e: Evidence) -> Citation:

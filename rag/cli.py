@@ -66,15 +66,17 @@ def ingest(
 
 
 def format_answer(answer) -> str:
-    """Answer text followed by its numbered sources, for the terminal."""
+    """Answer text followed by its numbered sources (or, on a refusal, the closest passages)."""
     lines = [answer.answer]
-    if answer.citations:
-        lines.append("")
-        lines.append("Sources:")
-        for c in answer.citations:
-            quote = " ".join(c.quote.split())
-            lines.append(f"  [{c.n}] {c.title} ({c.source}, chars {c.start}-{c.end})")
-            lines.append(f"      “{quote}”")
+    for heading, cites, mark in (
+        ("Sources:", answer.citations, "[{}]"),
+        ("Closest passages (they do not answer the question):", answer.closest, "({})"),
+    ):
+        if cites:
+            lines += ["", heading]
+        for c in cites:
+            lines.append(f"  {mark.format(c.n)} {c.title} ({c.source}, chars {c.start}-{c.end})")
+            lines.append(f"      “{' '.join(c.quote.split())}”")
     return "\n".join(lines)
 
 

@@ -49,6 +49,7 @@ class CaseResult:
     unsupported_facts: list[str]
     seconds: float
     rewritten: str = ""
+    removed: list[str] = field(default_factory=list)  # sentences the verifier dropped
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -128,6 +129,7 @@ def run_cases(qa, cases: list[Case], progress: bool = True) -> list[CaseResult]:
                 unsupported_facts=unsupported,
                 seconds=round(seconds, 2),
                 rewritten=answer.question if answer.question != case.question else "",
+                removed=answer.removed,
             )
         )
         if case.conversation:

@@ -125,6 +125,9 @@ class _Sentence:
     chunk_score: float
 
 
+NEAR_DUPLICATE = 0.95  # cosine above which two evidence sentences count as one
+
+
 class Retriever:
     """Question -> a short list of numbered evidence passages, best first."""
 
@@ -173,6 +176,7 @@ class Retriever:
         )
         ranked = sorted(range(len(sentences)), key=lambda i: -scores[i])
         chosen: list[tuple[_Sentence, float]] = []
+        picked: list[int] = []
         used = 0
         for i in ranked:
             if scores[i] < self.min_relevance or len(chosen) >= self.max_sentences:
@@ -180,7 +184,10 @@ class Retriever:
             sentence = sentences[i]
             if used + len(sentence.text) > self.max_chars and chosen:
                 continue
+            if any(vectors[i] @ vectors[j] >= NEAR_DUPLICATE for j in picked):
+                continue  # the same sentence, lightly edited, in another article or version
             chosen.append((sentence, float(scores[i])))
+            picked.append(i)
             used += len(sentence.text)
         return [
             Evidence(n, s.source, s.title, s.start, s.end, s.text, round(score, 4))

@@ -63,6 +63,10 @@ class Answer(BaseModel):
     removed: list[str] = Field(
         default_factory=list, description="Answer sentences dropped as unsupported by evidence."
     )
+    closest: list[Citation] = Field(
+        default_factory=list,
+        description="On a refusal: the passages that came closest, so the reader can check.",
+    )
 
     def to_json_dict(self) -> dict:
         """The stable JSON contract shared by `rag ask --json` and `POST /api/ask`."""

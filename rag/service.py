@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.errors import IndexMismatchError, IndexMissingError, ModelError, QuestionError, RagError
-from rag.schema import Answer
+from rag.schema import Answer, Citation
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -387,16 +387,13 @@ def sources_html(answer: Answer | None, turn: int = 0) -> str:
     if answer.question:
         question = html.escape(answer.question)
         rows.append(f'<p class="rag-standalone">Question answered: <q>{question}</q></p>')
-    if not answer.citations:
-        rows.append('<p class="rag-empty">No sources: the articles do not answer this.</p>')
+    if answer.citations:
+        rows.append(_source_list(answer.citations, turn))
+    elif answer.closest:
+        rows.append('<p class="rag-empty">No passage answers this. The closest ones:</p>')
+        rows.append(_source_list(answer.closest, turn, closest=True))
     else:
-        items = "".join(
-            f'<li><a class="rag-source" href="{cite_ref(turn, c.n)}">'
-            f'<span class="rag-n">[{c.n}]</span> {html.escape(c.title)}</a>'
-            f'<br><code class="rag-file">{html.escape(c.source)}</code></li>'
-            for c in answer.citations
-        )
-        rows.append(f'<ol class="rag-sources-list">{items}</ol>')
+        rows.append('<p class="rag-empty">No sources: the articles do not answer this.</p>')
     if answer.removed:
         dropped = "".join(f"<li>{html.escape(r)}</li>" for r in answer.removed)
         rows.append(
@@ -404,6 +401,22 @@ def sources_html(answer: Answer | None, turn: int = 0) -> str:
             f"</summary><ul>{dropped}</ul></details>"
         )
     return f'<div class="rag-sources">{"".join(rows)}</div>'
+
+
+def _source_list(cites: list[Citation], turn: int, closest: bool = False) -> str:
+    items = "".join(
+        f'<li><a class="rag-source{" rag-closest" if closest else ""}" '
+        f'href="{cite_ref(turn, c.n)}">'
+        f'<span class="rag-n">[{c.n}]</span> {html.escape(c.title)}</a>'
+        f'<br><code class="rag-file">{html.escape(c.source)}</code></li>'
+        for c in cites
+    )
+    return f'<ol class="rag-sources-list">{items}</ol>'
+
+
+def find_citation(answer: Answer, n: int) -> Citation | None:
+    """Citation n of `answer`, or of its closest passages when it was a refusal."""
+    return next((c for c in [*answer.citations, *answer.closest] if c.n == n), None)
 
 
 def render_article(

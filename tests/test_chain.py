@@ -45,6 +45,25 @@ def test_retriever_returns_short_exact_evidence(seed_index, embeddings):
         assert seed_index.article(e.source)[1][e.start : e.end] == e.text
 
 
+def test_near_duplicate_sentences_are_shown_once(make_settings, embeddings):
+    from rag.indexing import ingest
+    from rag.pipeline import open_index_for
+
+    settings = make_settings()
+    original = (settings.corpus_dir / OFF_RAMP).read_text()
+    # A syndicated copy of the article, lightly edited: same facts, different bytes.
+    (settings.corpus_dir / "syndicated-copy.txt").write_text(
+        original.replace("killed 40 Indian soldiers", "killed 40 Indian troops")
+    )
+    index = open_index_for(settings, embeddings, create=True)
+    ingest(settings.corpus_dir, index, progress=False)
+    evidence = Retriever(index, embeddings).retrieve(
+        "How many Indian soldiers were killed in the suicide bombing?"
+    )
+    bombing = [e for e in evidence if "suicide bombing" in e.text and "killed 40" in e.text]
+    assert len(bombing) == 1, [e.text for e in evidence]
+
+
 def test_off_topic_question_gets_no_evidence_and_no_llm_call(seed_index, embeddings):
     qa, llm = _qa(seed_index, embeddings, ["Paris [1]."])
     answer = qa.ask("What is the capital of France?")

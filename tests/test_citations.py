@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.citations import Verifier, is_refusal, key_facts, missing_facts
+from rag.citations import Verifier, is_refusal, key_facts, missing_facts, strip_meta
 from rag.prompts import REFUSAL
 from rag.schema import Evidence
 from tests.conftest import OFF_RAMP, article_text
@@ -56,6 +56,19 @@ def test_missing_facts_allow_demonyms_and_spelled_numbers():
         "Singh",
         "2019",
     ]
+
+
+def test_names_from_the_question_and_numbers_with_units_count_as_supported():
+    ev = "The Dome cost taxpayers £28.7m. The 31-year-old Scot tested positive for nandrolone."
+    question = "Which substance did the sprinter Dougie Walker test positive for?"
+    assert missing_facts("Dougie Walker tested positive for nandrolone.", ev, question) == []
+    assert missing_facts("Dougie Walker tested positive for nandrolone.", ev) == [
+        "Dougie",
+        "Walker",
+    ]
+    assert missing_facts("The Dome cost £28.7m.", ev) == []
+    assert missing_facts("The Dome cost £28m.", ev) == ["28"]
+    assert missing_facts("Carl Lewis tested positive.", ev, question) == ["Carl", "Lewis"]
 
 
 def test_refusal_phrasings_are_recognised():
@@ -112,6 +125,14 @@ def test_model_refusal_and_empty_evidence_give_the_refusal(verifier, evidence):
     assert off_topic.refused and off_topic.removed
 
 
+def test_a_refusal_shows_the_closest_passages_but_cites_nothing(verifier, evidence):
+    answer = verifier.verify("q", "The articles don't say.", evidence)
+    assert answer.citations == []
+    assert [c.n for c in answer.closest] == list(range(1, min(3, len(evidence)) + 1))
+    assert [c.quote for c in answer.closest] == [e.text for e in evidence[:3]]
+    assert verifier.verify("q", "", []).closest == []
+
+
 def test_numbers_must_count_the_same_thing():
     from rag.citations import miscounted
 
@@ -128,3 +149,31 @@ def test_final_answers_are_checked_sentence_by_sentence(verifier, evidence):
     assert unsupported_facts(answer) == []
     answer.answer = "The bombing killed 41 Indian soldiers [1]."  # tampered: wrong number and cite
     assert unsupported_facts(answer) == ["41"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        (
+            "The bombing took place in February, the evidence states.",
+            "The bombing took place in February.",
+        ),
+        (
+            "The conflict took place in 1999, the evidence supports.",
+            "The conflict took place in 1999.",
+        ),
+        ("70,000 fans were evacuated, the article states.", "70,000 fans were evacuated."),
+        ("According to the articles, China offered to mediate.", "China offered to mediate."),
+        ("Growth slowed, the report says.", "Growth slowed, the report says."),  # a real source
+        ("He said the evidence was weak.", "He said the evidence was weak."),
+    ],
+)
+def test_talk_about_the_evidence_is_dropped_but_real_attribution_kept(raw, clean):
+    assert strip_meta(raw) == clean
+
+
+def test_answers_come_back_without_talk_about_the_evidence(verifier, evidence):
+    raw = "Imran Khan is Pakistan's Prime Minister, the evidence states [1]."
+    assert verifier.verify("Who is Pakistan's Prime Minister?", raw, evidence).answer == (
+        "Imran Khan is Pakistan's Prime Minister [1]."
+    )

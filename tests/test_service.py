@@ -24,6 +24,7 @@ from rag.service import (
     RateLimitError,
     answer_markdown,
     escape_markdown,
+    find_citation,
     normalize_history,
     parse_ref,
     render_article,
@@ -75,6 +76,10 @@ def test_sources_html_lists_citations_and_the_standalone_question_escaped():
     assert "1 unsupported sentence(s) removed" in html
     refused = Answer(answer="The articles don't answer this question.", refused=True)
     assert "No sources" in sources_html(refused)
+    near = refused.model_copy(update={"closest": _answer().citations})
+    html = sources_html(near, turn=4)
+    assert "The closest ones" in html and 'href="#cite-4-1"' in html and "rag-closest" in html
+    assert find_citation(near, 2) == near.closest[1] and find_citation(near, 9) is None
     assert "Sources of the answer appear here" in sources_html(None)
 
 

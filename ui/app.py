@@ -20,6 +20,7 @@ from rag.service import (
     answer_markdown,
     empty_html,
     escape_markdown,
+    find_citation,
     parse_ref,
     sources_html,
 )
@@ -194,7 +195,7 @@ def _chat(demo: gr.Blocks, service: ChatService, compact: bool) -> None:
         if ref is None or ref[0] >= len(turns) or not turns[ref[0]].get("answer"):
             return empty_html("That citation belongs to an earlier chat.")
         answer = Answer(**turns[ref[0]]["answer"])
-        cite = next((c for c in answer.citations if c.n == ref[1]), None)
+        cite = find_citation(answer, ref[1])
         if cite is None:
             return empty_html("No such citation.")
         return service.article_html(cite.source, cite.start, cite.end, cite.n)
