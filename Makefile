@@ -21,5 +21,5 @@ serve:
 	.venv/bin/rag serve
 
 lint:
-	.venv/bin/ruff check rag ui tests ingest.py
-	.venv/bin/ruff format --check rag ui tests ingest.py
+	.venv/bin/ruff check rag ui tests bench ingest.py
+	.venv/bin/ruff format --check rag ui tests bench ingest.py
