@@ -14,24 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rag.cli import OFFLINE_ENV  # the same offline settings as the app's entry point
+
 ROOT = Path(__file__).resolve().parent.parent
-BBC_DIR = Path("/work/shared/corpora/bbc")
+BBC_DIR = ROOT.parent / "shared" / "corpora" / "bbc"
 SEED_CORPUS = ROOT / "corpus"
 DEV_SET = ROOT / "eval" / "dev.jsonl"
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "TRANSFORMERS_VERBOSITY": "error",
-    "TOKENIZERS_PARALLELISM": "false",
-    "ANONYMIZED_TELEMETRY": "False",
-    "GRADIO_ANALYTICS_ENABLED": "False",
-}
-
 
 def offline() -> None:
-    """Make sure nothing tries a model hub or sends telemetry; call before importing `rag`."""
+    """Make sure nothing tries a model hub or sends telemetry; call before any model is loaded."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
 

@@ -144,19 +144,12 @@ def measure(
     settings: Any, index: Any, embeddings: Any, asked: list[str], rounds: int
 ) -> dict[str, Any]:
     """Time every step on every question, interleaved so contention hits all steps alike."""
-    from rag.retrieval import KeywordIndex, Retriever
+    from rag.pipeline import make_retriever
+    from rag.retrieval import KeywordIndex
 
     with timer() as kw_build:
         keyword_index = KeywordIndex(index)
-    retriever = Retriever(
-        index,
-        embeddings,
-        top_k=settings.top_k,
-        max_sentences=settings.evidence_sentences,
-        max_chars=settings.evidence_max_chars,
-        min_relevance=settings.min_relevance,
-        keyword_index=keyword_index,
-    )
+    retriever = make_retriever(settings, index, embeddings, keyword_index)
     k = settings.top_k
     vectors = [embeddings.embed_query(q) for q in asked]
 

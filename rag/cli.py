@@ -15,16 +15,20 @@ from rag.errors import RagError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
+# Everything runs offline: never let a library try a model hub or send telemetry.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+    "ANONYMIZED_TELEMETRY": "False",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+}
+
+
 def _offline_env() -> None:
-    """Everything runs offline: never let a library try a model hub or send telemetry."""
-    for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "TRANSFORMERS_VERBOSITY": "error",
-        "TOKENIZERS_PARALLELISM": "false",
-        "ANONYMIZED_TELEMETRY": "False",
-    }.items():
+    for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
 
 

@@ -44,24 +44,33 @@ def run_ingest(settings: Settings, *, rebuild: bool = False, progress: bool = Tr
     )
 
 
-def build_qa(settings: Settings, llm=None, embeddings=None):
-    """Build the question-answering pipeline (`QA`); loads the embedding model and the LLM."""
-    from rag.chain import QA
-    from rag.citations import Verifier
-    from rag.embeddings import make_embeddings
-    from rag.llm import make_llm
-    from rag.retrieval import KeywordIndex, Retriever
+def make_retriever(settings: Settings, index, embeddings, keyword_index=None):
+    """A Retriever over `index` with the evidence limits from `settings`."""
+    from rag.retrieval import Retriever
 
-    embeddings = embeddings or make_embeddings(settings)
-    index = open_index_for(settings, embeddings)
-    retriever = Retriever(
+    return Retriever(
         index,
         embeddings,
         top_k=settings.top_k,
         max_sentences=settings.evidence_sentences,
         max_chars=settings.evidence_max_chars,
         min_relevance=settings.min_relevance,
-        keyword_index=KeywordIndex(index) if settings.hybrid else None,
+        keyword_index=keyword_index,
+    )
+
+
+def build_qa(settings: Settings, llm=None, embeddings=None):
+    """Build the question-answering pipeline (`QA`); loads the embedding model and the LLM."""
+    from rag.chain import QA
+    from rag.citations import Verifier
+    from rag.embeddings import make_embeddings
+    from rag.llm import make_llm
+    from rag.retrieval import KeywordIndex
+
+    embeddings = embeddings or make_embeddings(settings)
+    index = open_index_for(settings, embeddings)
+    retriever = make_retriever(
+        settings, index, embeddings, KeywordIndex(index) if settings.hybrid else None
     )
     return QA(
         retriever,
