@@ -1,7 +1,11 @@
 """Ingest throughput: our `ingest` into a fresh Chroma against raw SentenceTransformer.encode.
 
-Both sides embed the very same chunk texts with the same batch size. The raw side runs in a
-child process, so each side's peak RSS is its own.
+Three sides, each in its own child process (so each peak RSS is its own), on the same articles:
+- ours, `RAG_EMBEDDING_BACKEND=torch`: sentence-transformers on torch, fp32;
+- ours, `RAG_EMBEDDING_BACKEND=onnx` (the default): the int8 ONNX model;
+- raw: `SentenceTransformer.encode` of the very same chunk texts, fp32, same batch size.
+Ours does everything an ingest does: read, hash, chunk, embed chunks *and* pool their
+sentences' vectors, write to Chroma. Raw only encodes.
 
     .venv/bin/python bench/ingest.py [--limit N] [--keep-store DIR]
 """
@@ -30,14 +34,19 @@ from _common import (
 offline()
 
 
-def run_ours(corpus: Path, store: Path, batch_size: int) -> dict:
+def run_ours(corpus: Path, store: Path, batch_size: int, backend: str) -> dict:
     """Ingest `corpus` into a new store at `store`; return timings and the chunk texts."""
     from rag.embeddings import make_embeddings
     from rag.indexing import ingest
     from rag.pipeline import open_index_for
     from rag.settings import Settings
 
-    settings = Settings(corpus_dir=corpus, store_dir=store, embedding_batch_size=batch_size)
+    settings = Settings(
+        corpus_dir=corpus,
+        store_dir=store,
+        embedding_batch_size=batch_size,
+        embedding_backend=backend,
+    )
     with timer() as load:
         embeddings = make_embeddings(settings)
         embeddings.embed_query("warm up")
@@ -82,51 +91,78 @@ def run_raw(texts_file: Path, batch_size: int) -> dict:
     }
 
 
+def child(*args: str) -> dict:
+    """Run this script in a child process with `args`; return the JSON it prints last."""
+    done = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
-    """Parse options, run both sides, print the figures."""
+    """Parse options, run the three sides, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="articles (default: all 2,225)")
-    parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
-    parser.add_argument("--keep-store", type=Path, default=None, help="keep the index here")
-    parser.add_argument("--raw-texts", type=Path, help=argparse.SUPPRESS)  # child process mode
+    parser.add_argument("--batch-size", type=int, default=32, help="embedding batch size")
+    parser.add_argument("--keep-store", type=Path, default=None, help="keep the ONNX index here")
+    parser.add_argument("--raw-texts", type=Path, help=argparse.SUPPRESS)  # child: raw side
+    parser.add_argument("--ours", nargs=3, help=argparse.SUPPRESS)  # child: backend corpus store
     args = parser.parse_args()
+    batch = ["--batch-size", str(args.batch_size)]
 
     if args.raw_texts:
         print(json.dumps(run_raw(args.raw_texts, args.batch_size)))
+        return
+    if args.ours:
+        backend, corpus, store = args.ours
+        result = run_ours(Path(corpus), Path(store), args.batch_size, backend)
+        Path(store, "texts.json").write_text(json.dumps(result.pop("texts")))
+        print(json.dumps(result))
         return
 
     print(f"machine: {machine()}; load at start: {cpu_load()}")
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         corpus = Path(tmp) / "bbc"
         copy_articles(BBC_DIR, corpus, args.limit)
-        store = args.keep_store or Path(tmp) / "chroma"
         started = time.strftime("%H:%M:%S")
-        ours = run_ours(corpus, store, args.batch_size)
-        texts_file = Path(tmp) / "texts.json"
-        texts_file.write_text(json.dumps(ours.pop("texts")))
-        child = subprocess.run(
-            [sys.executable, __file__, "--raw-texts", str(texts_file)]
-            + ["--batch-size", str(args.batch_size)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        raw = json.loads(child.stdout.strip().splitlines()[-1])
+        sides = {}
+        for backend in ("onnx", "torch"):
+            store = (
+                args.keep_store if backend == "onnx" and args.keep_store else Path(tmp) / backend
+            )
+            sides[backend] = child("--ours", backend, str(corpus), str(store), *batch)
+        sides["raw"] = child("--raw-texts", str(store / "texts.json"), *batch)
     print(f"run {started}-{time.strftime('%H:%M:%S')}; load at end: {cpu_load()}")
+    ours = sides["onnx"]
     print(
         f"{ours['articles']} articles, {ours['chunks']} chunks ({ours['skipped']} skipped), "
         f"batch size {args.batch_size}"
     )
-    print(f"ours: ingest {ours['seconds']:.1f}s (model load {ours['model_load_s']:.1f}s)")
-    print(f"raw:  encode {raw['seconds']:.1f}s (model load {raw['model_load_s']:.1f}s)")
-    ours_cps, raw_cps = ours["chunks"] / ours["seconds"], raw["chunks"] / raw["seconds"]
-    ours_aps = ours["articles"] / ours["seconds"]
-    raw_aps = ours["articles"] / raw["seconds"]  # same articles, their chunks encoded raw
-    print(row("chunks/s", ours_cps, raw_cps, "chunks/s"))
-    print(row("articles/s", ours_aps, raw_aps, "art/s"))
-    print(row("peak RSS (whole process)", ours["peak_rss_mb"], raw["peak_rss_mb"], "MiB"))
+    for name, side in sides.items():
+        print(f"{name:<6} {side['seconds']:.1f}s (model load {side['model_load_s']:.1f}s)")
+    raw = sides["raw"]
+    for backend in ("torch", "onnx"):
+        side = sides[backend]
+        print(f"-- ours ({backend}) against raw fp32 SentenceTransformer.encode")
+        print(
+            row(
+                "chunks/s",
+                side["chunks"] / side["seconds"],
+                raw["chunks"] / raw["seconds"],
+                "chunks/s",
+            )
+        )
+        print(
+            row(
+                "articles/s",
+                side["articles"] / side["seconds"],
+                ours["articles"] / raw["seconds"],  # same articles, their chunks encoded raw
+                "art/s",
+            )
+        )
+        print(row("peak RSS (whole process)", side["peak_rss_mb"], raw["peak_rss_mb"], "MiB"))
     if args.keep_store:
-        print(f"index kept at {args.keep_store}")
+        print(f"ONNX index kept at {args.keep_store}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Retrieval latency: our Retriever (and its dense step) against a raw Chroma `collection.query`.
 
 Measured at the BBC corpus size and again at ~100k chunks. The large index is made without
-re-embedding: the BBC chunks' stored vectors are copied with small random perturbations
-(re-normalised) and small text changes, and added straight into a Chroma collection opened by
+re-embedding: the BBC chunks' stored vectors (and their sentences' vectors) are copied with
+small random perturbations (re-normalised) and small text changes, and added straight into a Chroma collection opened by
 our own store code, in our metadata format.
 
     .venv/bin/python bench/retrieval.py [--store DIR] [--chunks N] [--queries N] [--rounds N]
@@ -104,7 +104,7 @@ def build_large(
     """Fill a new index at `store` with perturbed copies of `source` up to `target` chunks."""
     from rag.pipeline import open_index_for
     from rag.settings import Settings
-    from rag.store import article_id
+    from rag.store import article_id, pack_vectors, unpack_vectors
 
     index = open_index_for(Settings(store_dir=store), embeddings, create=True)
     base = np.asarray(source["embeddings"], dtype=np.float32)
@@ -126,6 +126,10 @@ def build_large(
                 meta["source"] = f"copy{copy:03d}/{meta['source']}"
                 meta["title"] = f"{meta['title']} ({copy})"
                 meta["sha256"] = hashlib.sha256(f"{meta['sha256']}{copy}".encode()).hexdigest()
+                sentences = unpack_vectors(meta["sentence_vectors"], base.shape[1])
+                sentences += nrng.normal(0.0, noise, sentences.shape)
+                sentences /= np.linalg.norm(sentences, axis=1, keepdims=True)
+                meta["sentence_vectors"] = pack_vectors(sentences)
                 metas.append(meta)
                 ids.append(f"{article_id(meta['source'])}-{meta['sha256'][:12]}-{meta['chunk']}")
         for i in range(0, take, ADD_BATCH):

@@ -178,10 +178,13 @@ def evaluate(
     ] = 0.0,
     min_facts: Annotated[float, typer.Option(help="Fail below this key-facts rate.")] = 0.0,
     min_refusal: Annotated[float, typer.Option(help="Fail below this refusal accuracy.")] = 0.0,
+    retrieval_only: Annotated[
+        bool, typer.Option(help="Measure retrieval alone (no LLM): hit@5, MRR, facts in evidence.")
+    ] = False,
 ) -> None:
     """Run a question file through the real pipeline and print retrieval and answer metrics."""
     from rag import evaluation
-    from rag.pipeline import build_qa, run_ingest
+    from rag.pipeline import build_qa, build_retriever, run_ingest
 
     try:
         cases = evaluation.load_cases(questions)
@@ -193,6 +196,11 @@ def evaluate(
         composed = evaluation.compose_corpus(mounts, store.parent / "corpus")
         settings = base.model_copy(update={"corpus_dir": composed})
         typer.echo(run_ingest(settings).summary(), err=True)
+        if retrieval_only:
+            metrics = evaluation.run_retrieval(build_retriever(settings), cases)
+            evaluation.write_results(out, metrics, [])
+            typer.echo(evaluation.report(metrics, []))
+            return
         results = evaluation.run_cases(build_qa(settings), cases)
     except RagError as exc:
         _fail(str(exc))

@@ -145,6 +145,36 @@ def run_cases(qa, cases: list[Case], progress: bool = True) -> list[CaseResult]:
     return results
 
 
+def run_retrieval(retriever, cases: list[Case], k: int = 5) -> dict[str, Any]:
+    """Retrieval alone, no LLM: is the expected article among the evidence, and are the key
+    facts in the evidence text? Follow-up turns are left out (they need the LLM's rewrite)."""
+    asked = [c for c in cases if not c.unanswerable and c.turn == 0]
+    ranks: list[int | None] = []
+    facts = 0
+    missed: list[str] = []
+    seconds: list[float] = []
+    for case in asked:
+        started = time.perf_counter()
+        evidence = retriever(case.question)
+        seconds.append(time.perf_counter() - started)
+        sources = list(dict.fromkeys(e.source for e in evidence))[:k]
+        ranks.append(next((i for i, s in enumerate(sources, 1) if s in case.sources), None))
+        text = " ".join(e.text for e in evidence)
+        found = all(_fact_present(f, text) for f in case.facts)
+        facts += found
+        if not found or ranks[-1] is None:
+            missed.append(case.id)
+    return {
+        "questions": len(asked),
+        f"hit@{k}": _ratio(sum(r is not None for r in ranks), len(ranks)),
+        "mrr": round(sum(1 / r for r in ranks if r) / len(ranks), 3) if ranks else None,
+        "key_facts_in_evidence": _ratio(facts, len(asked)),
+        "retrieval_p50_ms": round(statistics.median(seconds) * 1000, 1) if seconds else None,
+        "retrieval_p95_ms": round(_percentile(seconds, 95) * 1000, 1) if seconds else None,
+        "facts_or_article_missed": missed,
+    }
+
+
 def summarise(cases: list[Case], results: list[CaseResult], k: int = 5) -> dict[str, Any]:
     """The metrics of an evaluation run."""
     answerable = [(c, r) for c, r in zip(cases, results, strict=True) if not c.unanswerable]

@@ -59,19 +59,27 @@ def make_retriever(settings: Settings, index, embeddings, keyword_index=None):
     )
 
 
+def build_retriever(settings: Settings, embeddings=None):
+    """Open the index and build its Retriever (with BM25 when `settings.hybrid`)."""
+    from rag.embeddings import make_embeddings
+    from rag.retrieval import KeywordIndex
+
+    embeddings = embeddings or make_embeddings(settings)
+    index = open_index_for(settings, embeddings)
+    return make_retriever(
+        settings, index, embeddings, KeywordIndex(index) if settings.hybrid else None
+    )
+
+
 def build_qa(settings: Settings, llm=None, embeddings=None):
     """Build the question-answering pipeline (`QA`); loads the embedding model and the LLM."""
     from rag.chain import QA
     from rag.citations import Verifier
     from rag.embeddings import make_embeddings
     from rag.llm import make_llm
-    from rag.retrieval import KeywordIndex
 
     embeddings = embeddings or make_embeddings(settings)
-    index = open_index_for(settings, embeddings)
-    retriever = make_retriever(
-        settings, index, embeddings, KeywordIndex(index) if settings.hybrid else None
-    )
+    retriever = build_retriever(settings, embeddings)
     return QA(
         retriever,
         llm or make_llm(settings),

@@ -177,3 +177,32 @@ def test_answers_come_back_without_talk_about_the_evidence(verifier, evidence):
     assert verifier.verify("Who is Pakistan's Prime Minister?", raw, evidence).answer == (
         "Imran Khan is Pakistan's Prime Minister [1]."
     )
+
+
+SPORT = "Samoa won the plate title by edging out Argentina 21-19."
+BUSINESS = (
+    "The company said the US Congressional elections and the FIFA World Cup are likely to "
+    "present advertising opportunities in the near future."
+)
+
+
+def _off_topic(score: float) -> list[Evidence]:
+    return [
+        Evidence(1, "bbc/sport/381.txt", "Sevens", 0, len(SPORT), SPORT, score),
+        Evidence(2, "bbc/business/035.txt", "Adverts", 0, len(BUSINESS), BUSINESS, score),
+    ]
+
+
+def test_a_claim_is_never_stitched_from_passages_of_different_articles(verifier):
+    raw = "Samoa won the FIFA World Cup [1]."
+    answer = verifier.verify("Who won the last World Cup?", raw, _off_topic(0.6))
+    assert answer.refused, answer.answer
+    assert "FIFA" in answer.removed[0]
+
+
+def test_the_users_names_stand_in_only_for_passages_about_the_question(verifier):
+    raw = "Samoa won the 2022 FIFA World Cup [1]."
+    question = "Who won the 2022 FIFA World Cup?"
+    assert verifier.verify(question, raw, _off_topic(0.35)).refused  # "plate title": off topic
+    # The same words over a passage that matches the question well would pass.
+    assert not verifier.verify(question, raw, _off_topic(0.6)).refused

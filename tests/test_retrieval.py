@@ -1,0 +1,66 @@
+"""Stage 6: hybrid retrieval over stored sentence vectors, kept in step with the store."""
+
+from __future__ import annotations
+
+import time
+
+from rag.indexing import ingest
+from rag.pipeline import open_index_for
+from rag.retrieval import KeywordIndex, Retriever
+from tests.conftest import MEDIATION, OFF_RAMP
+
+
+class CountingEmbeddings:
+    """Wraps the real encoder and counts the texts it is asked to embed."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.texts = 0
+
+    def embed_query(self, text):
+        self.texts += 1
+        return self.inner.embed_query(text)
+
+    def embed_documents(self, texts):
+        self.texts += len(texts)
+        return self.inner.embed_documents(texts)
+
+    def encode(self, texts):
+        self.texts += len(texts)
+        return self.inner.encode(texts)
+
+
+def test_a_question_costs_one_embedding(seed_index, embeddings):
+    counting = CountingEmbeddings(embeddings)
+    retriever = Retriever(seed_index, counting, keyword_index=KeywordIndex(seed_index))
+    evidence = retriever.retrieve("What does SAARC stand for?")
+    assert counting.texts == 1  # the question; the sentences' vectors come from the index
+    assert any("South Asian Association" in e.text and e.source == MEDIATION for e in evidence)
+    for e in evidence:
+        assert seed_index.article(e.source)[1][e.start : e.end] == e.text
+
+
+def test_keyword_search_follows_the_store(make_settings, embeddings):
+    settings = make_settings()
+    index = open_index_for(settings, embeddings, create=True)
+    ingest(settings.corpus_dir, index, progress=False)
+    keywords = KeywordIndex(index)
+    keywords.CHECK_EVERY = 0.0
+    assert {d.metadata["source"] for d in keywords.search("SAARC", 3)} == {MEDIATION}
+
+    # Another process deletes an article and adds one: a deleted chunk is never returned...
+    (settings.corpus_dir / MEDIATION).unlink()
+    (settings.corpus_dir / "zebra.txt").write_text(
+        "Zebras escape from zoo\n\nThree zebras escaped from Leeds zoo on Monday, keepers said."
+    )
+    ingest(settings.corpus_dir, index, progress=False)
+    assert keywords.search("SAARC", 3) == []
+    # ...and the keyword index is rebuilt in the background to find the new one.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = {d.metadata["source"] for d in keywords.search("zebras escaped", 3)}
+        if found:
+            break
+        time.sleep(0.2)
+    assert found == {"zebra.txt"}
+    assert OFF_RAMP in {d.metadata["source"] for d in keywords.search("dogfight", 3)}
