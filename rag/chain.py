@@ -32,13 +32,33 @@ RETRY_MARK = "\f"  # in a token stream: forget the tokens so far, a second try f
 History = list[tuple[str, str]]  # (user question, assistant answer) pairs, oldest first
 
 
+HISTORY_TURNS = 3  # turns shown to the condense step (see `format_history`)
+HISTORY_ANSWER_CHARS = 1000  # with 3 turns of 2,000-char questions, fits the 4,096-token context
+_TAGS = re.compile(
+    r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)|<!--.*?-->|</?[A-Za-z][^<>]*>", re.I | re.S
+)
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\((?:[A-Za-z][\w+.-]*:|www\.|/|#)(?:[^()]|\([^()]*\))*\)")
+
+
+def _plain(text: str) -> str:
+    """NFC, control and format characters turned into spaces, whitespace collapsed."""
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    return " ".join(text.split())
+
+
+def plain_text(raw: str) -> str:
+    """The model's reply without HTML tags, scripts or Markdown links/images (which it may copy
+    from a question): answers are plain text, so no markup from a user reaches the page."""
+    text = _MD_LINK.sub(r"\1", _TAGS.sub("", raw))
+    return text if text == raw else re.sub(r"[ \t]+", " ", text)
+
+
 def clean_question(question: object, max_chars: int = 2000) -> str:
     """Normalise a user question or raise QuestionError saying how to ask instead."""
     if not isinstance(question, str):
         raise QuestionError("The question must be text.")
-    text = unicodedata.normalize("NFC", question)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    text = " ".join(text.split())
+    text = _plain(question)
     if not text:
         raise QuestionError("The question is empty. Type a question about the articles.")
     if len(text) > max_chars:
@@ -47,6 +67,22 @@ def clean_question(question: object, max_chars: int = 2000) -> str:
             "Ask something shorter."
         )
     return text
+
+
+def clean_history(history: object, max_chars: int = 2000) -> History:
+    """The chat history as (question, answer) text pairs, its last turns cut to what the
+    model's context holds; QuestionError if it is not a list of pairs of strings."""
+    if not history:
+        return []
+    if not isinstance(history, (list, tuple)) or not all(
+        isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, str) for x in item)
+        for item in history
+    ):
+        raise QuestionError("The history must be a list of (question, answer) pairs of text.")
+    return [
+        (_plain(q)[:max_chars], _plain(a)[:HISTORY_ANSWER_CHARS])
+        for q, a in list(history)[-HISTORY_TURNS:]
+    ]
 
 
 def _condense_step(llm: BaseChatModel) -> Runnable:
@@ -101,7 +137,9 @@ def build_chain(
         RunnablePassthrough.assign(question=_condense_step(llm))
         | RunnablePassthrough.assign(evidence=itemgetter("question") | RunnableLambda(retriever))
         | RunnablePassthrough.assign(raw=RunnableLambda(answer_or_refuse, name="generate"))
-        | RunnableLambda(lambda x: verifier(x["question"], x["raw"], x["evidence"]), name="verify")
+        | RunnableLambda(
+            lambda x: verifier(x["question"], plain_text(x["raw"]), x["evidence"]), name="verify"
+        )
     )
 
 
@@ -134,14 +172,16 @@ class QA:
     def ask(self, question: str, history: History | None = None) -> Answer:
         """Answer one question (with optional chat history)."""
         question = clean_question(question, self.max_question_chars)
+        history = clean_history(history, self.max_question_chars)
         with self.lock:
-            return self.chain.invoke({"question": question, "history": history or []})
+            return self.chain.invoke({"question": question, "history": history})
 
     def stream(self, question: str, history: History | None = None) -> Iterator[str | Answer]:
         """Yield the model's tokens as they come, then the verified Answer last."""
         question = clean_question(question, self.max_question_chars)
+        history = clean_history(history, self.max_question_chars)
         with self.lock:
-            standalone = self._condense.invoke({"question": question, "history": history or []})
+            standalone = self._condense.invoke({"question": question, "history": history})
             evidence = self.retriever(standalone)
             if not evidence:
                 yield refusal(standalone, evidence)
@@ -157,4 +197,4 @@ class QA:
                 for token in self._retry.stream(inputs):
                     raw += token
                     yield token
-            yield self.verifier(standalone, raw, evidence)
+            yield self.verifier(standalone, plain_text(raw), evidence)

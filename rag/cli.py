@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -33,9 +34,25 @@ def _offline_env() -> None:
 
 
 def _settings(**overrides):
+    from pydantic import ValidationError
+
+    from rag.errors import SettingsError
     from rag.settings import Settings
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"RAG_{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise SettingsError(
+            f"Invalid setting ({problems}). Fix the environment variable or the .env file."
+        ) from exc
+
+
+def _utf8_stdout() -> bool:
+    return (sys.stdout.encoding or "").lower().replace("-", "").replace("_", "") == "utf8"
 
 
 def _fail(message: str, as_json: bool = False) -> None:
@@ -67,6 +84,11 @@ def ingest(
     except RagError as exc:
         _fail(str(exc))
     typer.echo(report.summary())
+    if report.indexed == 0:
+        _fail(
+            f"Nothing could be ingested: all {len(report.skipped)} files were skipped (reasons "
+            "above). Fix or replace them and run `rag ingest` again."
+        )
 
 
 def format_answer(answer) -> str:
@@ -91,20 +113,28 @@ def ask(
     store: Annotated[Path | None, typer.Option(help="Index folder [default: data/chroma].")] = None,
 ) -> None:
     """Answer a question from the indexed articles, with numbered citations."""
+    from rag.chain import clean_question
     from rag.pipeline import build_qa
 
     try:
-        qa = build_qa(_settings(store_dir=store))
+        settings = _settings(store_dir=store)
+        if question is not None:  # a bad question fails before the models load
+            clean_question(question, settings.max_question_chars)
+        qa = build_qa(settings)
         if question is not None:
             answer = qa.ask(question)
             print(
-                json.dumps(answer.to_json_dict(), ensure_ascii=False)
+                json.dumps(answer.to_json_dict(), ensure_ascii=not _utf8_stdout())
                 if as_json
                 else format_answer(answer)
             )
             return
     except RagError as exc:
         _fail(str(exc), as_json)
+    except Exception as exc:
+        if not as_json:
+            raise
+        _fail(f"Unexpected error ({type(exc).__name__}: {exc}). Please report it.", as_json)
     _interactive(qa)
 
 
@@ -226,6 +256,9 @@ def evaluate(
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     _offline_env()
+    for stream in (sys.stdout, sys.stderr):  # a file name or answer the terminal cannot show
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     app(args=argv if argv is not None else sys.argv[1:], prog_name="rag")
 
 

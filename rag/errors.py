@@ -30,6 +30,14 @@ class IndexMissingError(RagError):
 class IndexMismatchError(RagError):
     """The index was built with another embedding model or chunking scheme."""
 
+    def __init__(self, message: str, fields: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.fields = fields  # what differs: "schema", "embedding_model", "chunking"
+
+
+class StoreUnavailableError(SettingsError):
+    """The Chroma server cannot be reached (it may come back)."""
+
 
 class ModelError(RagError):
     """The language or embedding model cannot be found, assembled or loaded."""

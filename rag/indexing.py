@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rag.chunking import chunk_article
 from rag.errors import ArticleError, CorpusError
-from rag.loading import iter_corpus_files, load_article, source_name
+from rag.loading import load_article, printable, scan_corpus, source_name
 from rag.schema import Article, Chunk
 from rag.store import Index
 
@@ -24,6 +24,12 @@ class IngestReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     chunks_written: int = 0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # things the admin should know
+
+    @property
+    def indexed(self) -> int:
+        """How many of the corpus's articles the index holds after the run."""
+        return len(self.added) + len(self.updated) + self.unchanged
 
     def summary(self) -> str:
         """A few lines for the terminal."""
@@ -33,6 +39,7 @@ class IngestReport:
             f"({self.chunks_written} chunks written)."
         ]
         lines += [f"  skipped {reason}" for _, reason in self.skipped]
+        lines += [f"  {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -48,8 +55,15 @@ def ingest(
 ) -> IngestReport:
     """Add new and changed articles, drop deleted ones, skip unchanged ones by content hash."""
     started = time.perf_counter()
-    files = iter_corpus_files(corpus_dir)
+    files, unlisted = scan_corpus(corpus_dir)
     if not files:
+        if unlisted:
+            folders = "; ".join(f"{folder}/ ({reason})" for folder, reason in unlisted)
+            raise CorpusError(
+                f"No articles could be listed in {corpus_dir}: {folders}. Give the user running "
+                "`rag ingest` read access to those folders (chmod a+rx). "
+                "(The existing index, if any, was left as it is.)"
+            )
         raise CorpusError(
             f"No articles in {corpus_dir}. Put .txt, .md, .html or .pdf files there and run "
             "`rag ingest` again. (The existing index, if any, was left as it is.)"
@@ -57,6 +71,17 @@ def ingest(
     report = IngestReport()
     stored = index.article_states()
     present: set[str] = set()
+    for folder, reason in unlisted:
+        # Its files are unknown this run: keep what the index holds for them.
+        kept = [s for s in stored if s.startswith(f"{folder}/")]
+        present.update(kept)
+        report.skipped.append(
+            (
+                f"{folder}/",
+                f"{folder}/: the folder cannot be listed ({reason}); its {len(kept)} indexed "
+                "articles were kept. Give the user running `rag ingest` read access (chmod a+rx).",
+            )
+        )
     first_seen: dict[str, str] = {}  # sha256 -> source, to catch the same article twice
     pending: list[tuple[Article, list[Chunk]]] = []
 
@@ -73,7 +98,10 @@ def ingest(
             article = load_article(path, corpus_dir, max_bytes)
         except ArticleError as exc:
             # Keep what the index already holds for it: a passing read error must lose nothing.
-            report.skipped.append((source, str(exc)))
+            report.skipped.append((printable(source), str(exc)))
+            continue
+        except Exception as exc:  # a parser failing on a hostile file must not stop the run
+            report.skipped.append((printable(source), _unexpected(source, exc)))
             continue
         if article.sha256 in first_seen:
             report.skipped.append(
@@ -86,8 +114,13 @@ def ingest(
         if old and old.get("sha256") == article.sha256:
             report.unchanged += 1
             continue
+        try:
+            chunks = chunk_article(article, chunk_size, chunk_overlap)
+        except Exception as exc:
+            report.skipped.append((source, _unexpected(source, exc)))
+            continue
         (report.updated if old else report.added).append(source)
-        pending.append((article, chunk_article(article, chunk_size, chunk_overlap)))
+        pending.append((article, chunks))
         if sum(len(chunks) for _, chunks in pending) >= batch_chunks:
             flush()
     flush()
@@ -95,6 +128,13 @@ def ingest(
     index.remove(report.removed)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _unexpected(source: str, exc: Exception) -> str:
+    return (
+        f"{printable(source)}: could not be read ({type(exc).__name__}: {exc}). "
+        "Re-save the file in another format or remove it."
+    )
 
 
 def _progress(files: list[Path], enabled: bool):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
+import errno
 import hashlib
 import io
+import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +17,27 @@ from rag.schema import Article
 
 SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 _META_KEYS = ("date", "published", "outlet", "source", "url", "author")
+_META_MAX_CHARS = 500
+# C0/C1 control characters other than tab and newline: never part of an article's text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^(?:---|\.\.\.)[ \t]*$\n?", re.S | re.M)
+_MD_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.I | re.S)
 
 
-def iter_corpus_files(corpus_dir: Path) -> list[Path]:
-    """List the article files under `corpus_dir`, sorted, hidden files excluded."""
+def scan_corpus(corpus_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The article files under `corpus_dir` (sorted, hidden ones excluded), and the folders
+    that could not be listed, as (folder relative to the corpus, reason) pairs.
+
+    Links to folders are not followed (no loops); links to files are listed, broken ones too,
+    so that `load_article` can say what is wrong with them.
+    """
     if not corpus_dir.exists():
         raise CorpusError(
             f"Corpus folder {corpus_dir} does not exist. Create it and put articles "
@@ -26,14 +47,32 @@ def iter_corpus_files(corpus_dir: Path) -> list[Path]:
         raise CorpusError(
             f"{corpus_dir} is not a folder. Set RAG_CORPUS_DIR to a folder of articles."
         )
-    files = [
-        p
-        for p in corpus_dir.rglob("*")
-        if p.suffix.lower() in SUPPORTED_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(corpus_dir).parts)
-        and p.is_file()
-    ]
-    return sorted(files)
+    files: list[Path] = []
+    unlisted: list[tuple[str, str]] = []
+
+    def on_error(exc: OSError) -> None:
+        folder = Path(exc.filename) if exc.filename else corpus_dir
+        unlisted.append((_relative(folder, corpus_dir), exc.strerror or str(exc)))
+
+    for root, dirs, names in os.walk(corpus_dir, onerror=on_error, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [
+            Path(root) / name
+            for name in names
+            if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+        ]
+    for folder, reason in unlisted:
+        if folder == ".":
+            raise CorpusError(
+                f"Corpus folder {corpus_dir} cannot be read ({reason}). Give the user running "
+                "`rag ingest` read access to it (chmod a+rx), or set RAG_CORPUS_DIR."
+            )
+    return sorted(files), unlisted
+
+
+def iter_corpus_files(corpus_dir: Path) -> list[Path]:
+    """List the article files under `corpus_dir`, sorted, hidden files excluded."""
+    return scan_corpus(corpus_dir)[0]
 
 
 def source_name(path: Path, corpus_dir: Path) -> str:
@@ -41,37 +80,35 @@ def source_name(path: Path, corpus_dir: Path) -> str:
     return path.relative_to(corpus_dir).as_posix()
 
 
+def printable(name: str) -> str:
+    """A file name safe to print and store: bytes that are not UTF-8 shown as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def load_article(path: Path, corpus_dir: Path, max_bytes: int = 20 * 2**20) -> Article:
     """Read one article; raise ArticleError with a reason the admin can act on."""
     source = source_name(path, corpus_dir)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ArticleError(
-                f"{source}: {size / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB limit. "
-                "Split it or raise RAG_MAX_FILE_MB."
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
+    if printable(source) != source:
         raise ArticleError(
-            f"{source}: cannot be read ({exc.strerror}). Check its permissions."
-        ) from exc
+            f"{printable(source)}: the file name is not valid UTF-8. Rename the file "
+            "(e.g. `convmv -f latin1 -t utf8`) and run `rag ingest` again."
+        )
+    raw = _read(path, source, max_bytes)
     digest = hashlib.sha256(raw).hexdigest()
     suffix = path.suffix.lower()
     if suffix == ".pdf":
         title, text, meta = _parse_pdf(raw, source)
     else:
-        if b"\x00" in raw[:8192]:
-            raise ArticleError(
-                f"{source}: looks like a binary file, not text. Remove it from the corpus."
-            )
-        decoded = _decode(raw)
+        decoded = _decode(raw, source)
         if suffix in (".html", ".htm"):
             title, text, meta = _parse_html(decoded)
         else:
             title, text, meta = _parse_text(decoded, markdown=suffix != ".txt")
     if not text.strip():
-        raise ArticleError(f"{source}: holds no text. Add the article's text or remove the file.")
+        hint = " (a scanned PDF needs OCR first)" if suffix == ".pdf" else ""
+        raise ArticleError(
+            f"{source}: holds no text{hint}. Add the article's text or remove the file."
+        )
     return Article(
         source=source, title=title or Path(source).stem, text=text, sha256=digest, metadata=meta
     )
@@ -86,39 +123,180 @@ def load_corpus(corpus_dir: Path, max_bytes: int = 20 * 2**20) -> Iterator[Artic
             yield exc
 
 
-def _decode(raw: bytes) -> str:
-    # UTF-8 first; old news archives are often cp1252 / latin-1 (which decodes any byte).
-    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+def _relative(path: Path, corpus_dir: Path) -> str:
+    try:
+        return printable(path.relative_to(corpus_dir).as_posix())
+    except ValueError:
+        return printable(str(path))
+
+
+def _too_big(source: str, size: int, max_bytes: int) -> ArticleError:
+    return ArticleError(
+        f"{source}: {size / 2**20:.3g} MB is over the {round(max_bytes / 2**20, 2):g} MB limit. "
+        "Split it or raise RAG_MAX_FILE_MB."
+    )
+
+
+def _read(path: Path, source: str, max_bytes: int) -> bytes:
+    """The file's bytes; non-blocking open, so a pipe named like an article cannot hang us."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ArticleError(
+                    f"{source}: is not a regular file (a folder, pipe or device). "
+                    "Remove it from the corpus."
+                )
+            if info.st_size > max_bytes:
+                raise _too_big(source, info.st_size, max_bytes)
+            handle, fd = os.fdopen(fd, "rb"), -1  # the handle owns the descriptor now
+            with handle:
+                raw = handle.read(max_bytes + 1)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    except FileNotFoundError as exc:
+        if path.is_symlink():
+            raise ArticleError(
+                f"{source}: is a link to {printable(os.readlink(path))}, which does not exist. "
+                "Fix or remove the link."
+            ) from exc
+        raise ArticleError(
+            f"{source}: was deleted or moved while it was being ingested. Run `rag ingest` again."
+        ) from exc
+    except PermissionError as exc:
+        raise ArticleError(
+            f"{source}: cannot be read (permission denied). Give the user running "
+            "`rag ingest` read access to it (chmod a+r)."
+        ) from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ArticleError(
+                f"{source}: is a symbolic link loop. Fix or remove the link."
+            ) from exc
+        raise ArticleError(
+            f"{source}: cannot be read ({exc.strerror or exc}). Check the file and its disk."
+        ) from exc
+    if len(raw) > max_bytes:  # it grew after the size check
+        raise _too_big(source, len(raw), max_bytes)
+    return raw
+
+
+def _not_text(source: str) -> ArticleError:
+    return ArticleError(
+        f"{source}: looks like a binary file, not text. Remove it from the corpus, "
+        "or convert it to .txt, .md, .html or .pdf."
+    )
+
+
+def _decode(raw: bytes, source: str) -> str:
+    """Bytes -> text: a BOM's encoding, else UTF-8, else a legacy 8-bit encoding."""
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), None)
+    encoding = encoding or _utf16_without_bom(raw)
+    if encoding:
         try:
             text = raw.decode(encoding)
-            break
+        except UnicodeDecodeError as exc:
+            raise _not_text(source) from exc
+    elif b"\x00" in raw[:8192]:
+        raise _not_text(source)
+    else:
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            continue
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+            text = _decode_legacy(raw)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if len(_CONTROL.findall(text)) > max(2, len(text) // 100):
+        raise _not_text(source)
+    return _CONTROL.sub(" ", text)
+
+
+def _utf16_without_bom(raw: bytes) -> str | None:
+    """UTF-16 text saved without a BOM: mostly-ASCII text has a NUL in every other byte."""
+    sample = raw[:4096]
+    if len(sample) < 8:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) == 0:
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) == 0:
+        return "utf-16-be"
+    return None
+
+
+def _decode_legacy(raw: bytes) -> str:
+    # Old Western news archives are cp1252 / latin-1 (which decodes any byte). When most
+    # letters come out non-ASCII the text is in another script (cp1251, Shift-JIS, GBK...):
+    # ask charset_normalizer, which guesses those well (but not the Western ones).
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    letters = [ch for ch in text if ch.isalpha()]
+    if letters and sum(ord(ch) > 127 for ch in letters) > 0.3 * len(letters):
+        try:
+            from charset_normalizer import from_bytes
+        except ImportError:  # pragma: no cover - installed with requests
+            return text
+        best = from_bytes(raw).best()
+        if best is not None:
+            return str(best)
+    return text
 
 
 def _first_line_title(text: str) -> str:
     for line in text.split("\n"):
         stripped = line.strip().lstrip("#").strip()
-        if stripped:
+        if any(ch.isalnum() for ch in stripped):  # not blank, not a rule like --- or ***
             return stripped[:300]
     return ""
 
 
+def _front_matter(text: str) -> tuple[dict[str, str], str]:
+    """Split YAML front matter off the text: (metadata, body). Malformed front matter (it
+    looks like `key: value` lines but is not valid YAML) is dropped; its metadata is lost."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    import yaml
+
+    block = match.group(1)
+    try:
+        data = yaml.safe_load(block) if len(block) < 65536 else None
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        looks_like_yaml = re.match(r"\s*[\w-]+\s*:", block) is not None
+        return {}, text[match.end() :] if looks_like_yaml else text
+    meta: dict[str, str] = {}
+    for key, value in data.items():
+        if key not in (*_META_KEYS, "title"):
+            continue
+        if not (isinstance(value, (str, int, float)) or hasattr(value, "isoformat")):
+            continue  # None, lists, maps: str() of a nested (or alias-bomb) value can be huge
+        clean = " ".join(str(value).split())[:_META_MAX_CHARS]
+        if clean:
+            meta[key] = clean
+    return meta, text[match.end() :]
+
+
+def _clean_meta(meta: dict[str, str]) -> dict[str, str]:
+    # "source" is the article's path in the index: an outlet named there becomes "outlet".
+    outlet = meta.pop("source", None)
+    if outlet:
+        meta.setdefault("outlet", outlet)
+    return meta
+
+
 def _parse_text(text: str, markdown: bool) -> tuple[str, str, dict[str, str]]:
     meta: dict[str, str] = {}
-    if text.startswith("---\n"):
-        import frontmatter  # light, but only needed for files with front matter
-
-        try:
-            post = frontmatter.loads(text)
-        except Exception:  # malformed front matter: keep the file as plain text
-            post = None
-        if post is not None:
-            meta = {k: str(v) for k, v in post.metadata.items() if k in (*_META_KEYS, "title")}
-            text = post.content
+    if text.startswith("---"):
+        meta, text = _front_matter(text)
+    if markdown:  # raw HTML in Markdown: script and style bodies are not article text
+        text = _MD_SCRIPT.sub("", text)
     title = meta.pop("title", "") or _first_line_title(text)
-    return title, text, meta
+    return title, text, _clean_meta(meta)
 
 
 def _parse_html(html: str) -> tuple[str, str, dict[str, str]]:
@@ -132,12 +310,12 @@ def _parse_html(html: str) -> tuple[str, str, dict[str, str]]:
         key = (tag.get("name") or tag.get("property") or "").lower().removeprefix("og:")
         key = {"site_name": "outlet", "article:published_time": "date"}.get(key, key)
         if key in _META_KEYS and tag.get("content"):
-            meta[key] = str(tag["content"])
+            meta[key] = " ".join(str(tag["content"]).split())[:_META_MAX_CHARS]
     canonical = soup.find("link", rel="canonical")
     if canonical and canonical.get("href"):
-        meta.setdefault("url", str(canonical["href"]))
+        meta.setdefault("url", str(canonical["href"])[:_META_MAX_CHARS])
     title_tag = soup.find("title") or soup.find("h1")
-    title = title_tag.get_text(" ", strip=True) if title_tag else ""
+    title = " ".join(title_tag.get_text(" ", strip=True).split())[:300] if title_tag else ""
     if soup.head:
         soup.head.decompose()
     body = soup.body or soup
@@ -145,20 +323,28 @@ def _parse_html(html: str) -> tuple[str, str, dict[str, str]]:
     text = "\n".join(line for line in lines if line)
     if title and not text.startswith(title):
         text = f"{title}\n{text}"
-    return title or _first_line_title(text), text, meta
+    return title or _first_line_title(text), text, _clean_meta(meta)
 
 
 def _parse_pdf(raw: bytes, source: str) -> tuple[str, str, dict[str, str]]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import FileNotDecryptedError
 
     try:
         reader = PdfReader(io.BytesIO(raw))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise FileNotDecryptedError("password required")
         text = "\n".join((page.extract_text() or "") for page in reader.pages)
         info_title = (reader.metadata.title if reader.metadata else None) or ""
-    except (PdfReadError, ValueError, KeyError) as exc:
+    except FileNotDecryptedError as exc:
         raise ArticleError(
-            f"{source}: is not a readable PDF ({exc}). Re-export it or remove it."
+            f"{source}: is a password-protected PDF. Save a copy without a password, or remove it."
         ) from exc
-    text = text.replace("\r\n", "\n")
-    return info_title.strip() or _first_line_title(text), text, {}
+    except Exception as exc:  # pypdf raises many types on damaged files
+        raise ArticleError(
+            f"{source}: is not a readable PDF ({type(exc).__name__}: {exc}). "
+            "Re-export it or remove it."
+        ) from exc
+    text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
+    title = " ".join(str(info_title).split())[:300]
+    return title or _first_line_title(text), text, {}

@@ -25,15 +25,38 @@ def open_index_for(settings: Settings, embeddings=None, *, create: bool = False)
 
 
 def run_ingest(settings: Settings, *, rebuild: bool = False, progress: bool = True):
-    """Bring the index in line with `settings.corpus_dir`; returns an `IngestReport`."""
-    from rag.indexing import ingest
+    """Bring the index in line with `settings.corpus_dir`; returns an `IngestReport`.
+
+    With `rebuild` (or when the index was made by an older version of rag), everything is
+    ingested into a new collection that replaces the old one only once it is complete: until
+    then, and if the run is killed, the old index keeps answering.
+    """
+    from rag.embeddings import make_embeddings
+    from rag.errors import IndexMismatchError
     from rag.loading import iter_corpus_files
-    from rag.store import drop_index
 
     iter_corpus_files(settings.corpus_dir)  # fail fast, before loading any model
+    embeddings = make_embeddings(settings)
+    notes = []
+    if not rebuild:
+        try:
+            index = open_index_for(settings, embeddings, create=True)
+        except IndexMismatchError as exc:
+            if exc.fields != {"schema"}:
+                raise
+            notes.append("The index was made by an older version of rag; it was rebuilt.")
+            rebuild = True
     if rebuild:
-        drop_index(settings)
-    index = open_index_for(settings, create=True)
+        report = _rebuild(settings, embeddings, progress)
+    else:
+        report = _ingest_into(settings, index, progress)
+    report.notes += notes
+    return report
+
+
+def _ingest_into(settings: Settings, index, progress: bool):
+    from rag.indexing import ingest
+
     return ingest(
         settings.corpus_dir,
         index,
@@ -42,6 +65,16 @@ def run_ingest(settings: Settings, *, rebuild: bool = False, progress: bool = Tr
         max_bytes=int(settings.max_file_mb * 2**20),
         progress=progress,
     )
+
+
+def _rebuild(settings: Settings, embeddings, progress: bool):
+    from rag.store import drop_index, replace_collection
+
+    building = settings.model_copy(update={"collection": f"{settings.collection}-rebuild"})
+    drop_index(building)  # what a killed rebuild left behind
+    report = _ingest_into(building, open_index_for(building, embeddings, create=True), progress)
+    replace_collection(settings, building.collection)
+    return report
 
 
 def make_retriever(settings: Settings, index, embeddings, keyword_index=None):

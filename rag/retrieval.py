@@ -66,6 +66,11 @@ class KeywordIndex:
     def _tokenize(self, texts: list[str]):
         return self._bm25s.tokenize(texts, stopwords="en", stemmer=_stem, show_progress=False)
 
+    def follow(self, index: Index) -> None:
+        """Read from `index` (a fresh view of the store) from now on, and rebuild from it."""
+        self.index = index
+        self._refresh_if_stale(stale=True)
+
     def search(self, query: str, k: int) -> list[Document]:
         """The `k` best chunks for `query` by BM25 (fewer if fewer match at all)."""
         ids, bm25 = self._state
@@ -177,6 +182,7 @@ class _Sentence:
     chunk_score: float
 
 
+STORE_CHECK_EVERY = 2.0  # seconds between looks at the store's stamp file
 NEAR_DUPLICATE = 0.8  # share of words above which two evidence sentences count as one
 # Sentence score = weights . (similarity to the question, its chunk's score, keyword overlap).
 # Chosen on the dev set (eval/dev.jsonl, docs/quality.md): with them, the key facts of 35 of
@@ -205,6 +211,23 @@ class Retriever:
         self.max_sentences = max_sentences
         self.max_chars = max_chars
         self.min_relevance = min_relevance
+        self._stamp = index.stamp()
+        self._checked = time.monotonic()
+
+    def follow_store(self) -> None:
+        """Reopen the index if another process (`rag ingest`) wrote to it since: an embedded
+        Chroma store does not show other processes' writes to a client opened before them."""
+        now = time.monotonic()
+        if now - self._checked < STORE_CHECK_EVERY:
+            return
+        self._checked = now
+        stamp = self.index.stamp()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        self.index = self.index.reopen()
+        if self.keyword_index is not None:
+            self.keyword_index.follow(self.index)
 
     def __call__(self, question: str) -> list[Evidence]:
         """Alias of `retrieve`, so a Retriever can be used as a chain step."""
@@ -215,6 +238,7 @@ class Retriever:
 
         One embedding (the question's) per call: the sentences' vectors come from the index.
         """
+        self.follow_store()
         query = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
         hits = self.index.chunks.similarity_search_by_vector_with_relevance_scores(
             query.tolist(), k=self.top_k

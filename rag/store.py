@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag.chunking import split_sentences
-from rag.errors import IndexMismatchError, IndexMissingError, SettingsError
+from rag.errors import (
+    IndexMismatchError,
+    IndexMissingError,
+    SettingsError,
+    StoreUnavailableError,
+)
 from rag.schema import Article, Chunk
 
 if TYPE_CHECKING:
@@ -42,22 +50,94 @@ def make_client(settings: Settings) -> chromadb.ClientAPI:
                 headers=headers,
                 settings=chroma_settings,
             )
-        except Exception as exc:
-            raise SettingsError(
-                f"Cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} "
-                f"({exc}). Start it (`chroma run`) or fix RAG_CHROMA_HOST / RAG_CHROMA_PORT."
-            ) from exc
+        except Exception as exc:  # chromadb raises ValueError or bare Exception by cause
+            raise _server_problem(settings, headers, exc) from exc
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+
+
+def server_url(settings: Settings) -> str:
+    """The Chroma server's base URL: RAG_CHROMA_HOST as a host name with RAG_CHROMA_PORT, or a
+    whole URL (`https://chroma.example.com`), whose own port then counts, as in chromadb."""
+    host = str(settings.chroma_host).rstrip("/")
+    return (
+        host
+        if host.startswith(("http://", "https://"))
+        else f"http://{host}:{settings.chroma_port}"
+    )
+
+
+def index_location(settings: Settings) -> str:
+    """Where the index lives, for messages: the server address or the store folder."""
+    if settings.chroma_host:
+        return f"on the Chroma server at {server_url(settings)}"
+    return f"at {settings.store_dir}"
+
+
+def _server_problem(settings: Settings, headers: dict[str, str], exc: Exception) -> SettingsError:
+    """Why a Chroma server could not be used, found by asking it once more, and the fix."""
+    import httpx
+
+    url = server_url(settings)
+    try:
+        status = httpx.get(f"{url}/api/v2/auth/identity", headers=headers, timeout=10).status_code
+    except httpx.HTTPError as probe:
+        return StoreUnavailableError(
+            f"Cannot reach the Chroma server at {url} ({type(probe).__name__}: {probe}). Start "
+            "it (`chroma run --path <folder> --host <address> --port <port>`) or fix "
+            "RAG_CHROMA_HOST / RAG_CHROMA_PORT."
+        )
+    if status in (401, 403) and settings.chroma_token:
+        return SettingsError(
+            f"The Chroma server at {url} refused the token in RAG_CHROMA_TOKEN "
+            f"(HTTP {status}). Set RAG_CHROMA_TOKEN to the token the server expects."
+        )
+    if status in (401, 403):
+        return SettingsError(
+            f"The Chroma server at {url} requires a token (HTTP {status}). "
+            "Set RAG_CHROMA_TOKEN in .env (not on the command line)."
+        )
+    return SettingsError(
+        f"The server at {url} did not answer like a Chroma 1.x server (HTTP {status}: {exc}). "
+        "Point RAG_CHROMA_HOST / RAG_CHROMA_PORT at `chroma run` (chromadb 1.x)."
+    )
+
+
+STAMP = "rag-stamp"  # touched in the store folder after every write, for readers to notice
 
 
 @dataclass
 class Index:
     """One Chroma collection of chunks. Chunk 0 of each article also carries the article's full
-    text and chunk count, so one `add` call (one transaction) writes an article completely."""
+    text and chunk count, so one `add` call (one transaction) writes an article completely.
+
+    An embedded store read by one process (`rag serve`) and written by another (`rag ingest`)
+    goes stale in the reader: Chroma keeps its vector index in memory. Writers touch a stamp
+    file; a reader compares `stamp()` and calls `reopen()` for a fresh view.
+    """
 
     chunks: Chroma
     embeddings: Embeddings
+    stamp_file: Path | None = None  # None on a Chroma server, which is always current
+    reopen_with: Callable[[], Index] | None = None
+
+    def stamp(self) -> float | None:
+        """When the store was last written by anyone (None if unknown or always current)."""
+        if self.stamp_file is None:
+            return None
+        try:
+            return self.stamp_file.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def reopen(self) -> Index:
+        """A fresh view of the same index, seeing every write made since it was opened."""
+        return self.reopen_with() if self.reopen_with else self
+
+    def _touch(self) -> None:
+        if self.stamp_file is not None:
+            self.stamp_file.touch()
+            os.utime(self.stamp_file)
 
     @property
     def collection(self) -> chromadb.Collection:
@@ -104,13 +184,13 @@ class Index:
         for article, chunks in batch:
             for chunk in chunks:
                 meta: dict[str, Any] = {
+                    **article.metadata,  # first: the index's own keys below always win
                     "source": article.source,
                     "title": article.title,
                     "sha256": article.sha256,
                     "chunk": chunk.index,
                     "start": chunk.start,
                     "end": chunk.end,
-                    **article.metadata,
                 }
                 if chunk.index == 0:
                     meta["n_chunks"] = len(chunks)
@@ -134,11 +214,13 @@ class Index:
                 metadatas=[metas[j] for j in part],
                 embeddings=[vectors[j] for j in part],
             )
+        self._touch()
 
     def delete_chunks(self, sources: list[str]) -> None:
         """Remove every chunk of these articles."""
         if sources:
             self.collection.delete(where={"source": {"$in": sources}})
+            self._touch()
 
     remove = delete_chunks
 
@@ -212,13 +294,14 @@ def open_index(
             f"No index found at {settings.store_dir}. Run `rag ingest` (or `python ingest.py`) first."
         )
     client = make_client(settings)
+    where = index_location(settings)
     meta = {"schema": SCHEMA_VERSION, **fingerprint}
     names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
     chunk_name = settings.collection
     if not create and chunk_name not in names:
         raise IndexMissingError(
-            f"The index at {settings.store_dir} has no collection '{chunk_name}'. "
-            "Run `rag ingest` first."
+            f"The index {where} has no collection '{chunk_name}'. Run `rag ingest` first"
+            + (" with the same RAG_CHROMA_HOST / RAG_CHROMA_PORT." if settings.chroma_host else ".")
         )
     config = {"hnsw": {"space": "cosine"}}
     chunks = Chroma(
@@ -234,11 +317,44 @@ def open_index(
         detail = ", ".join(
             f"{k}: index has {old!r}, settings say {new!r}" for k, (old, new) in mismatched.items()
         )
+        fix = "Rebuild it with `rag ingest --rebuild`."
+        if settings.chroma_host:  # shared: rebuilding changes it for every app that uses it
+            fix = (
+                "Give this app the settings the index was built with (RAG_EMBEDDING_MODEL, "
+                "RAG_CHUNK_SIZE, RAG_CHUNK_OVERLAP), or rebuild"
+                if "schema" not in mismatched
+                else "Rebuild"
+            ) + " it with `rag ingest --rebuild`, which changes it for every app that uses it."
         raise IndexMismatchError(
-            f"The index at {settings.store_dir} was built differently ({detail}). "
-            "Rebuild it with `rag ingest --rebuild`."
+            f"The index {where} was built differently ({detail}). {fix}", frozenset(mismatched)
         )
-    return Index(chunks=chunks, embeddings=embeddings)
+    local = not settings.chroma_host
+    return Index(
+        chunks=chunks,
+        embeddings=embeddings,
+        stamp_file=settings.store_dir / STAMP if local else None,
+        reopen_with=(lambda: _reopen(settings, embeddings, fingerprint)) if local else None,
+    )
+
+
+def _reopen(settings: Settings, embeddings: Embeddings, fingerprint: dict[str, str]) -> Index:
+    from chromadb.api.client import SharedSystemClient
+
+    # chromadb shares one in-memory system per path; forget it so the new client reads the
+    # files afresh (clients already handed out keep working on the old one).
+    SharedSystemClient.clear_system_cache()
+    return open_index(settings, embeddings, fingerprint, create=False)
+
+
+def replace_collection(settings: Settings, new_name: str) -> None:
+    """Make the collection `new_name` the index named by `settings`, dropping the old one."""
+    client = make_client(settings)
+    drop_index(settings)
+    client.get_collection(new_name).modify(name=settings.collection)
+    stamp = settings.store_dir / STAMP
+    if not settings.chroma_host:
+        stamp.touch()
+        os.utime(stamp)
 
 
 def drop_index(settings: Settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,17 @@ def article_text(source: str) -> str:
     from rag.loading import load_article
 
     return load_article(CORPUS / source, CORPUS).text
+
+
+def check_consistent(index) -> dict:
+    """No orphan, partial or duplicate chunks: every article is whole, or absent."""
+    data = index.collection.get(include=["metadatas"])
+    assert len(data["ids"]) == len(set(data["ids"]))
+    per_source = Counter(m["source"] for m in data["metadatas"])
+    states = index.article_states()
+    assert set(per_source) == set(states), "chunks without their article record"
+    for source, meta in states.items():
+        assert per_source[source] == meta["n_chunks"], f"{source} is partial"
+        shas = {m["sha256"] for m in data["metadatas"] if m["source"] == source}
+        assert shas == {meta["sha256"]}, f"{source} mixes versions"
+    return states

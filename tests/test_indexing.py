@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,21 +10,8 @@ import pytest
 from rag.errors import CorpusError, IndexMismatchError, IndexMissingError
 from rag.indexing import ingest
 from rag.pipeline import open_index_for
-from tests.conftest import BBC, MEDIATION, OFF_RAMP, ROOT
-
-
-def _check_consistent(index) -> dict:
-    """No orphan, partial or duplicate chunks: every article is whole, or absent."""
-    data = index.collection.get(include=["metadatas"])
-    assert len(data["ids"]) == len(set(data["ids"]))
-    per_source = Counter(m["source"] for m in data["metadatas"])
-    states = index.article_states()
-    assert set(per_source) == set(states), "chunks without their article record"
-    for source, meta in states.items():
-        assert per_source[source] == meta["n_chunks"], f"{source} is partial"
-        shas = {m["sha256"] for m in data["metadatas"] if m["source"] == source}
-        assert shas == {meta["sha256"]}, f"{source} mixes versions"
-    return states
+from tests.conftest import MEDIATION, OFF_RAMP
+from tests.conftest import check_consistent as _check_consistent
 
 
 def test_ingest_is_incremental(make_settings, embeddings):
@@ -108,47 +89,6 @@ def test_missing_index_and_mismatched_index_say_how_to_fix(make_settings, embedd
         open_index_for(other, embeddings)
 
 
-def test_killed_ingest_leaves_usable_store_and_next_run_completes(tmp_path, embeddings):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    files = sorted((BBC / "business").glob("*.txt"))[:200]
-    for f in files:
-        shutil.copy(f, corpus / f.name)
-    store = tmp_path / "chroma"
-    env = {**os.environ, "RAG_STORE_DIR": str(store), "RAG_CORPUS_DIR": str(corpus)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "ingest"],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
-    seen = b""
-    try:
-        while proc.poll() is None:
-            seen += proc.stderr.read1(4096)
-            if re.search(rb"Ingesting:\s+([2-9]\d)%", seen):  # well under way, not finished
-                break
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
-
-    from rag.settings import Settings
-
-    settings = Settings(store_dir=store, corpus_dir=corpus)
-    index = open_index_for(settings, embeddings)
-    states = _check_consistent(index)
-    assert 0 < len(states) < len(files)
-    hits = index.chunks.similarity_search("oil prices", k=3)  # the store answers queries
-    assert hits
-
-    report = ingest(corpus, index, progress=False)
-    assert report.unchanged == len(states)
-    assert len(report.added) == len(files) - len(states)
-    assert len(_check_consistent(index)) == len(files)
-
-
 def test_model_files_are_verified(tmp_path, monkeypatch):
     from rag import model_files
     from rag.errors import ModelError
@@ -172,3 +112,53 @@ def test_default_model_is_assembled_and_verified():
     assert path.stat().st_size == model_files.DEFAULT_MODEL_SIZE
     assert path.with_suffix(".verified").read_text().startswith(model_files.DEFAULT_MODEL_SHA256)
     assert isinstance(path, Path)
+
+
+def test_rebuild_replaces_the_index_only_once_it_is_complete(
+    make_settings, embeddings, monkeypatch
+):
+    from rag import indexing, pipeline
+
+    settings = make_settings()
+    first = pipeline.run_ingest(settings, progress=False)
+    assert sorted(first.added) == [OFF_RAMP, MEDIATION]
+
+    # A rebuild that dies after writing its first article: the old index still answers.
+    real_write = indexing.Index.write
+
+    def dying_write(self, batch):
+        real_write(self, batch[:1])
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(indexing.Index, "write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_ingest(settings, rebuild=True, progress=False)
+    monkeypatch.undo()
+    index = open_index_for(settings, embeddings)
+    assert set(_check_consistent(index)) == {OFF_RAMP, MEDIATION}
+    assert index.chunks.similarity_search("SAARC", k=1)
+
+    rebuilt = pipeline.run_ingest(settings, rebuild=True, progress=False)
+    assert sorted(rebuilt.added) == [OFF_RAMP, MEDIATION] and rebuilt.unchanged == 0
+    index = open_index_for(settings, embeddings)
+    assert set(_check_consistent(index)) == {OFF_RAMP, MEDIATION}
+    from rag.store import make_client
+
+    names = {c if isinstance(c, str) else c.name for c in make_client(settings).list_collections()}
+    assert names == {settings.collection}, "the half-built collection is gone"
+
+
+def test_an_index_made_by_an_older_version_is_rebuilt_by_ingest(make_settings, embeddings):
+    from rag import pipeline
+
+    settings = make_settings()
+    pipeline.run_ingest(settings, progress=False)
+    collection = open_index_for(settings, embeddings).collection
+    collection.modify(metadata={**(collection.metadata or {}), "schema": "0"})
+    with pytest.raises(IndexMismatchError, match="--rebuild"):
+        open_index_for(settings, embeddings)  # what `rag serve` / `rag ask` say meanwhile
+
+    report = pipeline.run_ingest(settings, progress=False)
+    assert any("older version" in note for note in report.notes)
+    assert sorted(report.added) == [OFF_RAMP, MEDIATION]
+    assert set(_check_consistent(open_index_for(settings, embeddings))) == {OFF_RAMP, MEDIATION}

@@ -47,3 +47,33 @@ def test_llamacpp_with_a_bad_file_fails_clearly(tmp_path):
     bad.write_bytes(b"not a gguf")
     with pytest.raises(ModelError, match="Could not load"):
         make_llm(Settings(llm_model_path=bad))
+
+
+def _closed_port() -> int:
+    """A localhost port with nothing listening."""
+    from tests.server_fixtures import free_port
+
+    return free_port()
+
+
+@pytest.mark.parametrize("how", ["invoke", "stream"])
+def test_openai_backend_without_a_server_says_what_to_fix(how):
+    port = _closed_port()
+    llm = make_llm(
+        Settings(
+            llm_backend="openai",
+            openai_base_url=f"http://127.0.0.1:{port}/v1",
+            openai_api_key="sk-never-shown",
+        )
+    )
+    with pytest.raises(ModelError, match=f"127.0.0.1:{port}/v1.*RAG_OPENAI_BASE_URL") as err:
+        llm.invoke("hi") if how == "invoke" else list(llm.stream("hi"))
+    assert "sk-never-shown" not in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["invoke", "stream"])
+def test_ollama_backend_without_a_server_says_what_to_fix(how):
+    port = _closed_port()
+    llm = make_llm(Settings(llm_backend="ollama", ollama_base_url=f"http://127.0.0.1:{port}"))
+    with pytest.raises(ModelError, match=f"127.0.0.1:{port}.*RAG_OLLAMA_BASE_URL"):
+        llm.invoke("hi") if how == "invoke" else list(llm.stream("hi"))

@@ -64,3 +64,44 @@ def test_keyword_search_follows_the_store(make_settings, embeddings):
         time.sleep(0.2)
     assert found == {"zebra.txt"}
     assert OFF_RAMP in {d.metadata["source"] for d in keywords.search("dogfight", 3)}
+
+
+def test_a_reader_sees_what_another_process_ingested(make_settings, embeddings, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from rag import retrieval
+    from tests.conftest import ROOT
+
+    monkeypatch.setattr(retrieval, "STORE_CHECK_EVERY", 0.0)
+    settings = make_settings()
+    index = open_index_for(settings, embeddings, create=True)
+    ingest(settings.corpus_dir, index, progress=False)
+    retriever = Retriever(index, embeddings, keyword_index=KeywordIndex(index))
+    assert retriever.retrieve("What does SAARC stand for?")  # the reader is warm
+
+    # `rag ingest` in another process (as an admin would, with `rag serve` running).
+    (settings.corpus_dir / MEDIATION).unlink()
+    (settings.corpus_dir / "zebra.txt").write_text(
+        "Zebras escape from zoo\n\nThree zebras escaped from Leeds zoo on Monday, keepers said."
+    )
+    env = {
+        **os.environ,
+        "RAG_CORPUS_DIR": str(settings.corpus_dir),
+        "RAG_STORE_DIR": str(settings.store_dir),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+
+    evidence = retriever.retrieve("How many zebras escaped from the zoo?")
+    assert evidence and evidence[0].source == "zebra.txt"
+    assert "Three zebras" in evidence[0].text
+    assert all(e.source != MEDIATION for e in retriever.retrieve("What does SAARC stand for?"))
