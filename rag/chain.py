@@ -143,6 +143,27 @@ def build_chain(
     )
 
 
+class FairLock:
+    """A lock granted in the order it was asked for (`threading.Lock` is not): a question waits
+    behind those asked before it, whether they came through the API or the chat page."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._issued = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._turn:
+            ticket = self._issued
+            self._issued += 1
+            self._turn.wait_for(lambda: self._serving == ticket)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._turn:
+            self._serving += 1
+            self._turn.notify_all()
+
+
 class QA:
     """Answers questions; one at a time on the LLM (a local model serves one request at once)."""
 
@@ -167,7 +188,7 @@ class QA:
         self._condense = _condense_step(llm)
         self._generate = (ANSWER_PROMPT if few_shot else ZERO_SHOT_PROMPT) | llm | StrOutputParser()
         self._retry = RETRY_PROMPT | llm | StrOutputParser()
-        self.lock = threading.Lock()
+        self.lock = FairLock()
 
     def ask(self, question: str, history: History | None = None) -> Answer:
         """Answer one question (with optional chat history)."""

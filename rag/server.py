@@ -8,10 +8,8 @@ list are also refused here (403). An optional bearer token (`Settings.api_token`
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import re
 import warnings
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -38,15 +36,17 @@ from rag.service import (
     normalize_history,
 )
 from rag.settings import Settings
+from rag.web_guards import (
+    BEARER_HELP,
+    BodyLimit,
+    OriginGuard,
+    bearer_ok,
+    hide_secrets_in_output,
+    origin_patterns,
+    origin_regex,
+)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*")
-_ORIGIN = re.compile(
-    r"(?P<scheme>https?)://(?P<host>(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:.]+\])"
-    r"(?::(?P<port>\d{1,5}|\*))?"
-)
-_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 class Message(BaseModel):
@@ -74,94 +74,6 @@ class AskRequest(BaseModel):
         return normalize_history([list(m) for m in self.history])
 
 
-# ---- origins ------------------------------------------------------------------------------
-
-
-def origin_patterns(settings: Settings) -> list[str]:
-    """The default local origins plus `allowed_origins`, validated (SettingsError if malformed)."""
-    patterns = list(DEFAULT_ORIGINS)
-    for raw in settings.allowed_origins:
-        origin = raw.strip().rstrip("/")
-        if origin != "*" and not _ORIGIN.fullmatch(origin):
-            raise SettingsError(
-                f"RAG_ALLOWED_ORIGINS has {raw!r}, which is not an origin. Use entries like "
-                '"https://intranet.example.com", "https://*.example.com" or "http://host:*".'
-            )
-        if origin not in patterns:
-            patterns.append(origin)
-    return patterns
-
-
-def origin_regex(pattern: str) -> str:
-    """A regex matching the origins that one pattern (with optional * wildcards) allows."""
-    if pattern == "*":
-        return r"[^\s]+"
-    m = _ORIGIN.fullmatch(pattern)
-    if m is None:
-        raise SettingsError(f"Not an origin pattern: {pattern!r}")
-    host = m["host"]
-    host_re = (
-        r"(?:[A-Za-z0-9-]+\.)+" + re.escape(host[2:]) if host.startswith("*.") else re.escape(host)
-    )
-    port = m["port"]
-    port_re = "" if port is None else r"(?::\d{1,5})?" if port == "*" else ":" + port
-    return f"{m['scheme']}://{host_re}{port_re}"
-
-
-def frame_ancestors(patterns: list[str]) -> str:
-    """The CSP header value that lets only these origins (and this one) frame the pages."""
-    if "*" in patterns:
-        return "frame-ancestors *"
-    return "frame-ancestors 'self' " + " ".join(patterns)
-
-
-class OriginGuard:
-    """ASGI middleware: CSP frame-ancestors on HTML, and 403 on writes from unlisted origins."""
-
-    def __init__(self, app, patterns: list[str]) -> None:
-        self.app = app
-        self.allowed = re.compile("|".join(f"(?:{origin_regex(p)})" for p in patterns))
-        self.csp = frame_ancestors(patterns).encode()
-
-    def origin_ok(self, origin: str, scope: dict) -> bool:
-        """True for this server's own origin and the allowed ones."""
-        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
-        if host and origin == f"{scope.get('scheme', 'http')}://{host}":
-            return True
-        return bool(self.allowed.fullmatch(origin))
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        if origin and scope["method"] not in _SAFE_METHODS and not self.origin_ok(origin, scope):
-            body = json.dumps({"error": f"Requests from {origin} are not allowed."}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 403,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-
-        async def send_with_headers(message) -> None:
-            if message["type"] == "http.response.start":
-                out = list(message.get("headers") or [])
-                ctype = dict(out).get(b"content-type", b"")
-                if ctype.startswith(b"text/html"):
-                    out.append((b"content-security-policy", self.csp))
-                out.append((b"x-content-type-options", b"nosniff"))
-                out.append((b"referrer-policy", b"same-origin"))
-                message = {**message, "headers": out}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
 # ---- errors -------------------------------------------------------------------------------
 
 
@@ -178,9 +90,40 @@ def error_status(exc: RagError) -> tuple[int, dict[str, str]]:
     return 503, {}  # ModelError, SettingsError, ...: the server cannot answer for now
 
 
-def _error_response(exc: RagError) -> JSONResponse:
+_EXAMPLE = '{"question": "...", "history": [["question", "answer"]]}'
+_HISTORY_HELP = (
+    "history must be a list of [question, answer] pairs of strings, "
+    'or of {"role": ..., "content": ...} messages.'
+)
+
+
+def validation_error(errors: list[dict]) -> tuple[int, str]:
+    """HTTP status and one readable message for FastAPI's request validation errors."""
+    bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if bad_json is not None:
+        reason = (bad_json.get("ctx") or {}).get("error", "syntax error")
+        where = bad_json.get("loc", [])[1:2]
+        at = f" at character {where[0]}" if where else ""
+        return 400, f"The request body is not valid JSON ({reason}{at}). Send JSON like {_EXAMPLE}."
+    problems: list[str] = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", [])[1:]]
+        if not loc:
+            text = (
+                f"the body must be a JSON object like {_EXAMPLE} (Content-Type: application/json)"
+            )
+        elif loc[0] == "history":
+            text = _HISTORY_HELP
+        else:
+            text = f"{'.'.join(loc)}: {e.get('msg')}"
+        if text not in problems:
+            problems.append(text)
+    return 422, "Invalid request: " + "; ".join(problems)
+
+
+def _error_response(exc: RagError, message: str) -> JSONResponse:
     status, headers = error_status(exc)
-    return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 class _AuthError(Exception):
@@ -196,6 +139,7 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
     from fastapi.middleware.cors import CORSMiddleware
     from sse_starlette import EventSourceResponse
     from starlette.concurrency import iterate_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from ui.app import CSS, build_blocks
 
@@ -214,7 +158,7 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
 
     @app.exception_handler(RagError)
     async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
-        return _error_response(exc)
+        return _error_response(exc, service.describe(exc))
 
     @app.exception_handler(_AuthError)
     async def _auth_error(request: Request, exc: _AuthError) -> JSONResponse:
@@ -224,20 +168,21 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e.get('msg')}"
-            for e in exc.errors()
-        )
-        return JSONResponse({"error": f"Invalid request: {problems}"}, status_code=422)
+        status, message = validation_error(list(exc.errors()))
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in message:  # not UTF-8, too deep, ...
+            message = (
+                f"The request body could not be read as JSON. Send UTF-8 JSON like {_EXAMPLE}."
+            )
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     def require_token(request: Request) -> None:
-        if not token:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), token.encode()
-        ):
-            raise _AuthError("Missing or wrong API token: send `Authorization: Bearer <token>`.")
+        if not bearer_ok(request.headers.get("authorization"), token):
+            raise _AuthError(BEARER_HELP)
 
     api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["api"])
 
@@ -283,7 +228,7 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
                     elif part:
                         yield {"event": "token", "data": json.dumps({"text": part})}
             except RagError as exc:
-                yield {"event": "error", "data": json.dumps({"error": str(exc)})}
+                yield {"event": "error", "data": json.dumps({"error": service.describe(exc)})}
 
         return EventSourceResponse(events())
 
@@ -293,6 +238,7 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
     def healthz() -> dict[str, str]:
         return {"status": service.state}
 
+    app.add_middleware(BodyLimit, max_kb=settings.max_body_kb)
     app.add_middleware(OriginGuard, patterns=patterns)
     app.add_middleware(
         CORSMiddleware,
@@ -326,15 +272,31 @@ def serve(settings: Settings) -> None:
     """Run the server with uvicorn on settings.host:settings.port until interrupted."""
     import uvicorn
 
+    hide_secrets_in_output(settings.secret_values())  # before any log handler takes the streams
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=logging.INFO, format=fmt)
     app = create_app(settings)
-    base = f"http://{settings.host}:{settings.port}"
-    log.info("Chat page %s/ · widget %s/widget · API docs %s/docs", base, base, base)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=3,
+        # X-Forwarded-For is a client's say-so unless it comes from a known proxy.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
     )
+    if settings.api_token and len(settings.api_token.get_secret_value()) < 16:
+        log.warning(
+            "RAG_API_TOKEN is short and easy to guess. Use a long random one: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    base = f"http://{settings.host}:{settings.port}"
+    log.info("Chat page %s/ · widget %s/widget · API docs %s/docs", base, base, base)
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise SettingsError(
+            f"The server could not start on {settings.host}:{settings.port} (the reason is "
+            "logged above). Is the port in use? Choose another with --port or RAG_PORT."
+        )

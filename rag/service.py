@@ -7,27 +7,33 @@ which every piece of article text and model output is escaped.
 
 from __future__ import annotations
 
-import html
 import logging
 import queue
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from rag.errors import IndexMismatchError, IndexMissingError, ModelError, QuestionError, RagError
-from rag.schema import Answer, Citation
+from rag.errors import (
+    IndexMismatchError,
+    IndexMissingError,
+    ModelError,
+    QuestionError,
+    RagError,
+    StoreUnavailableError,
+)
+from rag.render import empty_html, escape_markdown, render_article
+from rag.schema import Answer
 from rag.settings import Settings
+from rag.web_guards import redact
 
 log = logging.getLogger(__name__)
 
 LOADING, READY, FAILED = "loading", "ready", "error"
-_RETRYABLE = (IndexMissingError, IndexMismatchError)  # fixed by `rag ingest` while we run
+# Fixed while we run: by `rag ingest`, or by the Chroma server coming back.
+_RETRYABLE = (IndexMissingError, IndexMismatchError, StoreUnavailableError)
 _RETRY_EVERY = 5.0  # seconds between attempts to reopen a missing index
-_MARKER = re.compile(r"\[(\d+)\]")
-_MD_SPECIAL = set("\\`*_[]#!|~$")
 History = list[tuple[str, str]]
 
 
@@ -88,6 +94,8 @@ class ChatService:
     ) -> None:
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.secrets = settings.secret_values()
+        self.api_token = settings.api_token.get_secret_value() if settings.api_token else ""
         self._qa = qa
         self._index = getattr(getattr(qa, "retriever", None), "index", None)
         self._llm, self._embeddings = llm, embeddings
@@ -173,11 +181,15 @@ class ChatService:
         """Why the service is not ready, when state is "error"."""
         return self._error
 
+    def describe(self, exc: BaseException | None) -> str:
+        """An error's message for users, with any secret setting's value masked."""
+        return redact(str(exc), self.secrets)
+
     def status(self) -> dict[str, str]:
         """Machine-readable status: {"status": ..., "message": ...}."""
         state = self.state
-        message = {LOADING: "Model loading…", READY: "Ready."}.get(state) or str(self._error)
-        return {"status": state, "message": message}
+        message = {LOADING: "Model loading…", READY: "Ready."}.get(state)
+        return {"status": state, "message": message or self.describe(self._error)}
 
     def status_markdown(self) -> str:
         """The status line shown on the chat page (escaped Markdown)."""
@@ -186,7 +198,7 @@ class ChatService:
             return "**Ready.** Ask a question about the news articles."
         if state == LOADING:
             return "**Model loading…** You can type your question; it is answered when ready."
-        return "**Not ready:** " + escape_markdown(str(self._error))
+        return "**Not ready:** " + escape_markdown(self.describe(self._error))
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the QA is loaded (True) or the timeout passes / loading failed (False)."""
@@ -224,18 +236,29 @@ class ChatService:
         """Raise RateLimitError if `client` asked too many questions in the last minute."""
         self.limiter.check(client)
 
-    def ask(self, question: str, history: History | None = None) -> Answer:
-        """Answer one question (the same Answer as `rag ask --json`)."""
+    def ask(self, question: str, history: History | None = None, admitted: bool = False) -> Answer:
+        """Answer one question (the same Answer as `rag ask --json`). BusyError when
+        `queue_limit` requests already wait, unless `admitted` (by the Gradio queue, which
+        bounds its own waiting requests)."""
         question = self.check_question(question)
         qa = self.qa()
-        self._reserve()
+        self._reserve(admitted)
         try:
             return qa.ask(question, history or [])
+        except RagError:
+            raise
+        except Exception as exc:  # a library failure: say so, keep the server up
+            log.exception("Answering failed")
+            raise ModelError(f"Answering failed: {exc}") from exc
         finally:
             self._release()
 
     def stream(
-        self, question: str, history: History | None = None, wait: float = 0.0
+        self,
+        question: str,
+        history: History | None = None,
+        wait: float = 0.0,
+        admitted: bool = False,
     ) -> Iterator[str | Answer]:
         """Yield tokens, then the final Answer; errors surface as RagError from the iterator.
 
@@ -245,7 +268,7 @@ class ChatService:
         """
         question = self.check_question(question)
         qa = self.qa(wait=wait)
-        self._reserve()
+        self._reserve(admitted)
         parts: queue.Queue = queue.Queue()
         done = object()
 
@@ -272,9 +295,9 @@ class ChatService:
 
         return consume()
 
-    def _reserve(self) -> None:
+    def _reserve(self, admitted: bool = False) -> None:
         with self._lock:
-            if self._waiting >= self.settings.queue_limit:
+            if not admitted and self._waiting >= self.settings.queue_limit:
                 raise BusyError(
                     f"{self._waiting} questions are already waiting for the model. "
                     "Try again shortly."
@@ -289,12 +312,14 @@ class ChatService:
 
     def article(self, source: str) -> tuple[str, str] | None:
         """(title, full text) of an ingested article, or None."""
-        if self._index is None:
-            return None
-        return self._index.article(source)
+        # The retriever's index is reopened when another process writes the store.
+        index = getattr(getattr(self._qa, "retriever", None), "index", None) or self._index
+        return index.article(source) if index is not None else None
 
     def article_html(self, source: str, start: int, end: int, n: int | None = None) -> str:
         """The article as escaped HTML with the passage [start:end] in `<mark id="rag-passage">`."""
+        if self._index is None:
+            return empty_html("The articles are still loading. Click the citation again soon.")
         found = self.article(source)
         if found is None:
             return empty_html(f"The article {source} is not in the index any more.")
@@ -339,104 +364,3 @@ def normalize_history(raw: object) -> History:
             )
         pairs.append((item[0], item[1]))
     return pairs
-
-
-# ---- rendering ----------------------------------------------------------------------------
-
-
-def escape_markdown(text: str) -> str:
-    """Text that Markdown and HTML show literally (no tags, links or formatting)."""
-    marked = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
-    return html.escape(marked, quote=False)
-
-
-def cite_ref(turn: int, n: int) -> str:
-    """The link target of citation n of answer number `turn`: "#cite-<turn>-<n>"."""
-    return f"#cite-{turn}-{n}"
-
-
-def parse_ref(ref: str) -> tuple[int, int] | None:
-    """ "<turn>-<n>" (or "#cite-<turn>-<n>") -> (turn, n), or None if malformed."""
-    m = re.fullmatch(r"(?:#cite-)?(\d{1,6})-(\d{1,4})", str(ref or "").strip())
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def answer_markdown(answer: Answer, turn: int) -> str:
-    """The answer for the chat, escaped, with each [n] marker a link to its citation."""
-    known = {c.n for c in answer.citations}
-    parts, last = [], 0
-    for m in _MARKER.finditer(answer.answer):
-        parts.append(escape_markdown(answer.answer[last : m.start()]))
-        n = int(m.group(1))
-        if n in known:
-            parts.append(
-                f'<a class="rag-cite" href="{cite_ref(turn, n)}" title="Show source {n}">[{n}]</a>'
-            )
-        else:
-            parts.append(escape_markdown(m.group()))
-        last = m.end()
-    parts.append(escape_markdown(answer.answer[last:]))
-    return "".join(parts)
-
-
-def sources_html(answer: Answer | None, turn: int = 0) -> str:
-    """The sources panel: standalone question, then one link per cited article passage."""
-    if answer is None:
-        return empty_html("Sources of the answer appear here. Click one to read the article.")
-    rows = []
-    if answer.question:
-        question = html.escape(answer.question)
-        rows.append(f'<p class="rag-standalone">Question answered: <q>{question}</q></p>')
-    if answer.citations:
-        rows.append(_source_list(answer.citations, turn))
-    elif answer.closest:
-        rows.append('<p class="rag-empty">No passage answers this. The closest ones:</p>')
-        rows.append(_source_list(answer.closest, turn, closest=True))
-    else:
-        rows.append('<p class="rag-empty">No sources: the articles do not answer this.</p>')
-    if answer.removed:
-        dropped = "".join(f"<li>{html.escape(r)}</li>" for r in answer.removed)
-        rows.append(
-            f"<details><summary>{len(answer.removed)} unsupported sentence(s) removed"
-            f"</summary><ul>{dropped}</ul></details>"
-        )
-    return f'<div class="rag-sources">{"".join(rows)}</div>'
-
-
-def _source_list(cites: list[Citation], turn: int, closest: bool = False) -> str:
-    items = "".join(
-        f'<li><a class="rag-source{" rag-closest" if closest else ""}" '
-        f'href="{cite_ref(turn, c.n)}">'
-        f'<span class="rag-n">[{c.n}]</span> {html.escape(c.title)}</a>'
-        f'<br><code class="rag-file">{html.escape(c.source)}</code></li>'
-        for c in cites
-    )
-    return f'<ol class="rag-sources-list">{items}</ol>'
-
-
-def find_citation(answer: Answer, n: int) -> Citation | None:
-    """Citation n of `answer`, or of its closest passages when it was a refusal."""
-    return next((c for c in [*answer.citations, *answer.closest] if c.n == n), None)
-
-
-def render_article(
-    source: str, title: str, text: str, start: int, end: int, n: int | None = None
-) -> str:
-    """Escaped article HTML with text[start:end] wrapped in `<mark id="rag-passage">`."""
-    start = max(0, min(int(start), len(text)))
-    end = max(start, min(int(end), len(text)))
-    label = f"[{n}] " if n is not None else ""
-    return (
-        f'<div class="rag-article" data-source="{html.escape(source)}" '
-        f'data-opened="{time.monotonic_ns()}">'
-        f'<h3 class="rag-title">{html.escape(label + title)}</h3>'
-        f'<p><code class="rag-file">{html.escape(source)}</code></p>'
-        f'<div class="rag-article-text">{html.escape(text[:start])}'
-        f'<mark id="rag-passage">{html.escape(text[start:end])}</mark>'
-        f"{html.escape(text[end:])}</div></div>"
-    )
-
-
-def empty_html(message: str) -> str:
-    """A muted one-line placeholder panel."""
-    return f'<div class="rag-empty">{html.escape(message)}</div>'

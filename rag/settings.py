@@ -22,7 +22,11 @@ class Settings(BaseSettings):
         Path("data/chroma"), description="Where the embedded Chroma store lives."
     )
     collection: str = Field("news", description="Chroma collection name.")
-    chroma_host: str | None = Field(None, description="Use a Chroma server instead of store_dir.")
+    chroma_host: str | None = Field(
+        None,
+        description="Use a Chroma server instead of store_dir: a host name (with chroma_port) "
+        "or a whole URL such as https://chroma.internal.",
+    )
     chroma_port: int = 8000
     chroma_token: SecretStr | None = None
 
@@ -83,3 +87,20 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="Bearer token required by /api/*.")
     queue_limit: int = Field(16, ge=1, description="Requests waiting for the LLM before 503.")
     rate_limit_per_minute: int = Field(30, ge=1, description="Questions per client per minute.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies whose X-Forwarded-For names the client (for the rate "
+        'limit), e.g. ["127.0.0.1"]; empty: the client is whoever connects.',
+    )
+    max_body_kb: int = Field(
+        1024, ge=1, description="Largest request body in KiB (nginx's default); larger get 413."
+    )
+
+    def secret_values(self) -> list[str]:
+        """The values of the secret settings that are set, to keep out of pages and logs."""
+        values = (getattr(self, name) for name in type(self).model_fields)
+        return [
+            v.get_secret_value()
+            for v in values
+            if isinstance(v, SecretStr) and v.get_secret_value()
+        ]

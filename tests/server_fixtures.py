@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 READY_TIMEOUT = 300.0  # a loaded CI box may need minutes to load the models
 
-_store: Path | None = None
+_stores: dict[Path, Path] = {}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -44,14 +44,14 @@ def server_env(**settings: str) -> dict[str, str]:
     return env
 
 
-def ingested_store() -> Path:
-    """A temp index of the seed corpus built by a real `rag ingest`; built once per session."""
-    global _store
-    if _store is None:
+def ingested_store(corpus: Path = CORPUS) -> Path:
+    """A temp index of `corpus` (default: the seed corpus) built by a real `rag ingest`;
+    built once per corpus and session."""
+    if corpus not in _stores:
         tmp = Path(tempfile.mkdtemp(prefix="rag-test-store-"))
         atexit.register(shutil.rmtree, tmp, True)
         store = tmp / "chroma"
-        env = server_env(corpus_dir=str(CORPUS), store_dir=str(store))
+        env = server_env(corpus_dir=str(corpus), store_dir=str(store))
         done = subprocess.run(
             [sys.executable, "-m", "rag.cli", "ingest", "--quiet"],
             cwd=tmp,
@@ -61,8 +61,29 @@ def ingested_store() -> Path:
             timeout=600,
         )
         assert done.returncode == 0, f"rag ingest failed:\n{done.stdout}\n{done.stderr}"
-        _store = store
-    return _store
+        _stores[corpus] = store
+    return _stores[corpus]
+
+
+def planted_corpus(files: dict[str, str]) -> Path:
+    """A temp corpus: the seed articles plus these {file name: text} ones (deleted at exit)."""
+    corpus = Path(tempfile.mkdtemp(prefix="rag-test-corpus-"))
+    atexit.register(shutil.rmtree, corpus, True)
+    shutil.copytree(CORPUS, corpus, dirs_exist_ok=True)
+    for name, text in files.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    return corpus
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of process `pid` in MiB; NaN once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 class Server:
@@ -73,8 +94,12 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = Path(tempfile.mkdtemp(prefix="rag-test-server-"))
         self.log_path = self.workdir / "server.log"
-        env = server_env(**settings)
-        with open(self.log_path, "wb") as log:
+        self.env = server_env(**settings)
+        self.start()
+
+    def start(self) -> None:
+        """Start `rag serve` on this server's port (again, after `kill`); output goes to the log."""
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -87,10 +112,19 @@ class Server:
                     str(self.port),
                 ],
                 cwd=self.workdir,
-                env=env,
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def kill(self) -> None:
+        """SIGKILL the process, as a crash or a power cut would end it; the port is then free."""
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def rss_mb(self) -> float:
+        """The server process's resident memory now, in MiB (from /proc/<pid>/status)."""
+        return proc_rss_mb(self.proc.pid)
 
     def log(self, tail: int = 4000) -> str:
         """The end of the server's output, for failure messages."""
@@ -129,3 +163,51 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# ---- a real browser: helpers for pages (the fixtures are in tests/browser_fixtures.py) ---
+
+
+def open_chat(page, url: str, ready: bool = True) -> None:
+    """Open the chat page (or widget) at `url` and wait for the input (and "Ready")."""
+    page.goto(url)
+    page.wait_for_selector("#rag-question textarea", timeout=60_000)
+    if ready:
+        page.wait_for_function(
+            "() => document.querySelector('.rag-status').innerText.includes('Ready')",
+            timeout=60_000,
+        )
+
+
+def ask_in_page(page, question: str) -> None:
+    """Type a question into the chat and send it."""
+    page.fill("#rag-question textarea", question)
+    page.keyboard.press("Enter")
+
+
+def bot_count(page) -> int:
+    """How many assistant messages the chat shows."""
+    return page.locator("#rag-chatbot [data-testid='bot']").count()
+
+
+def wait_answered(page, answers_before: int, timeout_ms: int = 240_000) -> str:
+    """Wait until the chat holds a finished answer beyond `answers_before` (no cursor, input
+    enabled again); return the text of the last one."""
+    page.wait_for_function(
+        """(before) => {
+          const bots = document.querySelectorAll('#rag-chatbot [data-testid="bot"]');
+          const box = document.querySelector('#rag-question textarea');
+          return bots.length > before && !bots[bots.length - 1].innerText.includes('▌')
+            && box && !box.disabled;
+        }""",
+        arg=answers_before,
+        timeout=timeout_ms,
+    )
+    return page.locator("#rag-chatbot [data-testid='bot']").last.inner_text()
+
+
+def ask_and_wait(page, question: str, timeout_ms: int = 240_000) -> str:
+    """Ask in the chat and return the finished answer's text."""
+    before = bot_count(page)
+    ask_in_page(page, question)
+    return wait_answered(page, before, timeout_ms)

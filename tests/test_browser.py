@@ -13,21 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.conftest import OFF_RAMP
-from tests.server_fixtures import ROOT, Server, free_port, ingested_store
+from tests.server_fixtures import ROOT, Server, ask_in_page, free_port, ingested_store, open_chat
 
+pytest_plugins = ["tests.browser_fixtures"]
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 QUESTION = "How many Indian soldiers were killed in the suicide bombing?"
 EVIL = '<img src=x onerror="window.__xss=1"> what does <b>this</b> say?'
@@ -62,29 +52,6 @@ def server():
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    try:
-        yield chromium
-    finally:
-        chromium.close()
-        pw.stop()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.console_lines = []
-    page.on("console", lambda msg: page.console_lines.append(msg.text))
-    yield page
-    context.close()
-
-
 class _Intranet:
     """A static "intranet page" embedding the widget, served on host:port (another origin)."""
 
@@ -114,24 +81,11 @@ class _Intranet:
         self.httpd.server_close()
 
 
-def _open(page, url: str) -> None:
-    page.goto(url)
-    page.wait_for_selector("#rag-question textarea", timeout=60_000)
-    page.wait_for_function(
-        "() => document.querySelector('.rag-status').innerText.includes('Ready')", timeout=60_000
-    )
-
-
-def _ask(page, question: str) -> None:
-    page.fill("#rag-question textarea", question)
-    page.keyboard.press("Enter")
-
-
 @pytest.mark.e2e
 def test_ask_stream_click_citation_and_see_the_passage(server, page):
-    _open(page, server.url + "/")
+    open_chat(page, server.url + "/")
     page.evaluate(RECORD_STREAM)
-    _ask(page, QUESTION)
+    ask_in_page(page, QUESTION)
     cite = page.locator("#rag-chatbot a.rag-cite").first
     cite.wait_for(timeout=240_000)
 
@@ -169,7 +123,7 @@ def test_ask_stream_click_citation_and_see_the_passage(server, page):
         "() => !document.querySelector('#rag-chatbot [data-testid=\"bot\"]')", timeout=10_000
     )
     assert "Sources of the answer appear here" in page.locator("#rag-sources").inner_text()
-    _ask(page, EVIL)
+    ask_in_page(page, EVIL)
     page.locator("#rag-chatbot [data-testid='bot']").last.wait_for(timeout=240_000)
     page.wait_for_function(
         "() => !document.querySelector('#rag-chatbot').innerText.includes('▌')"

@@ -120,3 +120,37 @@ def test_bad_questions_are_refused_with_a_clear_message(question, message):
 
 def test_control_characters_are_stripped():
     assert clean_question("Who\x00 released\x1b the pilot?\u200b") == "Who released the pilot?"
+
+
+def test_the_model_lock_serves_questions_in_arrival_order():
+    """A busy client asking again and again must not jump ahead of one already waiting (a
+    plain `threading.Lock` lets the releasing thread take it straight back)."""
+    import threading
+    import time
+
+    from rag.chain import FairLock
+
+    lock, order = FairLock(), []
+    waiting = threading.Event()
+
+    def busy() -> None:
+        for _ in range(200):
+            with lock:
+                order.append("busy")
+                if len(order) == 1:
+                    waiting.wait(5)
+                    time.sleep(0.05)  # the other client is now blocked on the lock
+
+    def other() -> None:
+        waiting.set()
+        with lock:
+            order.append("other")
+
+    threads = [threading.Thread(target=busy), threading.Thread(target=other)]
+    threads[0].start()
+    while not order:
+        time.sleep(0.001)
+    threads[1].start()
+    for t in threads:
+        t.join(timeout=30)
+    assert order.index("other") <= 2, order.index("other")

@@ -390,3 +390,37 @@ def test_ollama_backend_at_a_server_without_the_model_says_what_to_fix(llm_serve
     llm = make_llm(Settings(llm_backend="ollama", ollama_base_url=llm_server.url))
     with pytest.raises(ModelError, match="ollama pull .*RAG_OLLAMA_MODEL"):
         llm.invoke("Say hi.")
+
+
+def test_the_service_waits_for_a_chroma_server_that_starts_late(tmp_path, embeddings, monkeypatch):
+    """`rag serve` started before the shared Chroma server says so, then comes up on its own."""
+    from langchain_core.language_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    from rag import service as service_module
+    from rag.errors import StoreUnavailableError
+    from rag.pipeline import run_ingest
+    from rag.service import ChatService
+
+    monkeypatch.setattr(service_module, "_RETRY_EVERY", 0.0)
+    port = free_port()
+    settings = Settings(chroma_host="127.0.0.1", chroma_port=port, corpus_dir=CORPUS)
+    llm = GenericFakeChatModel(messages=iter([AIMessage(content="unused")]))
+    service = ChatService(settings, llm=llm, embeddings=embeddings)
+    service.start()
+    assert not service.wait_ready(60)
+    assert isinstance(service.error, StoreUnavailableError), service.error
+    assert "Cannot reach the Chroma server" in service.status()["message"]
+
+    args = [str(CHROMA), "run", "--path", str(tmp_path / "data"), "--host", "127.0.0.1"]
+    ready = f"http://127.0.0.1:{port}/api/v2/heartbeat"
+    proc = start([*args, "--port", str(port)], tmp_path / "chroma.log", server_env(), ready)
+    try:
+        run_ingest(settings, progress=False)
+        deadline = time.monotonic() + 60
+        while service.state != "ready" and time.monotonic() < deadline:  # retries on its own
+            time.sleep(0.2)
+        assert service.state == "ready", service.error
+        assert service.article(OFF_RAMP) is not None
+    finally:
+        stop(proc)

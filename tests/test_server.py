@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from rag.schema import Answer
-from rag.server import frame_ancestors, origin_patterns, origin_regex
 from rag.settings import Settings
+from rag.web_guards import frame_ancestors, origin_patterns, origin_regex
 from tests.conftest import OFF_RAMP, article_text
 from tests.server_fixtures import Server, ingested_store
 
@@ -234,13 +234,17 @@ def test_stream_sends_tokens_then_the_answer(server):
 def test_gradio_client_calls_the_running_server(server):
     from gradio_client import Client
 
-    client = Client(server.url + "/", verbose=False)
+    question = "What did India launch in response to the suicide bombing?"
+    client = Client(server.url + "/", verbose=False, headers=AUTH)
     assert "/ask" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    result = client.predict(
-        "What did India launch in response to the suicide bombing?", [], api_name="/ask"
-    )
-    answer = Answer.model_validate(result)
+    answer = Answer.model_validate(client.predict(question, [], api_name="/ask"))
     assert "airstrike" in answer.answer.lower() and answer.citations
+    # Like /api/*, the Gradio API endpoint needs the token when one is set.
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        with pytest.raises(Exception, match="API token"):
+            Client(server.url + "/", verbose=False, headers=headers).predict(
+                question, [], api_name="/ask"
+            )
 
 
 # ---- bare server: no token, no index, rate limit 3/min ------------------------------------

@@ -15,6 +15,14 @@ from langchain_core.messages import AIMessage
 
 import rag.service as service_module
 from rag.errors import IndexMissingError, QuestionError
+from rag.render import (
+    answer_markdown,
+    escape_markdown,
+    find_citation,
+    parse_ref,
+    render_article,
+    sources_html,
+)
 from rag.schema import Answer, Citation
 from rag.service import (
     BusyError,
@@ -22,13 +30,7 @@ from rag.service import (
     ModelLoadingError,
     RateLimiter,
     RateLimitError,
-    answer_markdown,
-    escape_markdown,
-    find_citation,
     normalize_history,
-    parse_ref,
-    render_article,
-    sources_html,
 )
 from rag.settings import Settings
 from tests.conftest import OFF_RAMP, article_text

@@ -12,11 +12,7 @@ import gradio as gr
 
 from rag.chain import RETRY_MARK
 from rag.errors import RagError
-from rag.schema import Answer
-from rag.service import (
-    LOADING,
-    READY,
-    ChatService,
+from rag.render import (
     answer_markdown,
     empty_html,
     escape_markdown,
@@ -24,6 +20,10 @@ from rag.service import (
     parse_ref,
     sources_html,
 )
+from rag.schema import Answer
+from rag.service import LOADING, READY, ChatService
+from rag.session import last_answer, restore_page, snapshot
+from rag.web_guards import BEARER_HELP, bearer_ok
 
 EXAMPLES = [
     "How many Indian soldiers were killed in the suicide bombing?",
@@ -50,6 +50,8 @@ mark#rag-passage { background: #ffe066; color: #111; padding: 0 .1em; border-rad
 body:has(.rag-widget) footer { display: none !important; }
 .gradio-container .nav-holder { display: none !important; }
 .rag-sources-list { list-style: none; padding-left: 0; }
+#rag-notice { background: #fff4d6; color: #3b2f00; border-left: 4px solid #e0a400;
+  border-radius: 4px; padding: .4em .7em; }
 """
 
 # One capture-phase listener on the document turns a click on any "#cite-<turn>-<n>" link
@@ -73,6 +75,34 @@ if (window.__ragCite) document.removeEventListener('click', window.__ragCite, tr
 window.__ragCite = handler;
 document.addEventListener('click', handler, true);
 """
+
+# The conversation is saved in the tab's sessionStorage after every change (`saved` holds the
+# snapshot), so that Gradio's reload after a lost connection, or the user's, loses nothing.
+SAVE_JS = """(value) => {
+  try { sessionStorage.setItem('rag-chat:' + location.pathname, value || ''); } catch (e) {}
+  return [];
+}"""
+
+# On load: hand the saved snapshot to the server, with whether the connection was lost (Gradio
+# shows its "Connection to the server was lost" toast, then reloads the page when it is back).
+LOAD_JS = """() => {
+  const key = 'rag-chat:' + location.pathname;
+  let saved = '', lost = false;
+  try {
+    saved = sessionStorage.getItem(key) || '';
+    lost = sessionStorage.getItem(key + ':lost') === '1';
+    sessionStorage.removeItem(key + ':lost');
+  } catch (e) {}
+  if (!window.__ragLostWatch) {
+    window.__ragLostWatch = new MutationObserver(() => {
+      if (document.body.innerText.includes('Connection to the server was lost')) {
+        try { sessionStorage.setItem(key + ':lost', '1'); } catch (e) {}
+      }
+    });
+    window.__ragLostWatch.observe(document.body, {childList: true, subtree: true});
+  }
+  return [JSON.stringify({snapshot: saved, lost: lost})];
+}"""
 
 SCROLL_JS = """
 watch('value', () => {
@@ -100,7 +130,9 @@ def _chat(demo: gr.Blocks, service: ChatService, compact: bool) -> None:
     """One chat: status line, chatbot, input row, sources panel, article viewer."""
     turns = gr.State([])  # [{"question", "answer": Answer dict | None, "error": str | None}]
     pending = gr.State("")
+    saved = gr.Textbox(visible="hidden", elem_classes="rag-saved")  # snapshot for the tab
     status = gr.Markdown(service.status_markdown(), elem_classes="rag-status")
+    notice = gr.Markdown(visible=False, elem_id="rag-notice", elem_classes="rag-notice")
     timer = gr.Timer(2.0, active=True)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=320):
@@ -148,13 +180,14 @@ def _chat(demo: gr.Blocks, service: ChatService, compact: bool) -> None:
             )
 
     locked = [box, send]
-    ask_outputs = [chatbot, turns, sources, status]
+    ask_outputs = [chatbot, turns, sources, status, saved]
 
     def add_question(question: str, turns: list[dict]) -> tuple:
         question = (question or "").strip()
         if not question:
-            return gr.skip(), gr.skip(), "", gr.skip(), gr.skip()
-        return "", _messages(turns, question, None), question, *_locks(False)
+            return gr.skip(), gr.skip(), "", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        kept = snapshot(turns, question)
+        return "", _messages(turns, question, None), question, kept, _hidden(), *_locks(False)
 
     def add_example(turns: list[dict], evt: gr.SelectData) -> tuple:
         value = evt.value
@@ -162,8 +195,9 @@ def _chat(demo: gr.Blocks, service: ChatService, compact: bool) -> None:
         return add_question(question, turns)
 
     def respond(question: str, turns: list[dict], request: gr.Request):
+        skip = gr.skip()
         if not question:
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield skip, skip, skip, skip, skip
             return
         turn = len(turns)
         history = [(t["question"], t["answer"]["answer"]) for t in turns if t.get("answer")]
@@ -172,23 +206,25 @@ def _chat(demo: gr.Blocks, service: ChatService, compact: bool) -> None:
             service.check_rate(_client(request))
             if service.state == LOADING:
                 note = "*Model loading… your question is answered as soon as it is ready.*"
-                yield _messages(turns, question, note), turns, gr.skip(), service.status_markdown()
+                yield _messages(turns, question, note), turns, skip, service.status_markdown(), skip
             text = ""
-            for part in service.stream(question, history, wait=LOAD_WAIT):
+            for part in service.stream(question, history, wait=LOAD_WAIT, admitted=True):
                 if isinstance(part, Answer):
                     turns = [*turns, {"question": question, "answer": part.to_json_dict()}]
                     status_now = service.status_markdown()
-                    yield _messages(turns), turns, sources_html(part, turn), status_now
+                    shown = sources_html(part, turn)
+                    yield _messages(turns), turns, shown, status_now, snapshot(turns)
                     return
                 if part == RETRY_MARK:  # the model is asked again: drop its streamed refusal
                     text = ""
                     continue
                 text += part
                 streamed = escape_markdown(text) + " ▌"
-                yield _messages(turns, question, streamed), turns, gr.skip(), gr.skip()
+                yield _messages(turns, question, streamed), turns, skip, skip, skip
         except RagError as exc:
-            turns = [*turns, {"question": question, "answer": None, "error": str(exc)}]
-            yield _messages(turns), turns, gr.skip(), service.status_markdown()
+            error = service.describe(exc)
+            turns = [*turns, {"question": question, "answer": None, "error": error}]
+            yield _messages(turns), turns, skip, service.status_markdown(), snapshot(turns)
 
     def open_citation(turns: list[dict], evt: gr.EventData) -> str:
         ref = parse_ref(getattr(evt, "_data", {}).get("ref", ""))
@@ -202,7 +238,14 @@ def _chat(demo: gr.Blocks, service: ChatService, compact: bool) -> None:
 
     def new_chat() -> tuple:
         viewer_text = empty_html("The cited article opens here.")
-        return [], [], "", sources_html(None), viewer_text, *_locks(True)
+        return [], [], "", sources_html(None), viewer_text, snapshot([]), _hidden(), *_locks(True)
+
+    def restore(payload: str) -> tuple:
+        turns, message = restore_page(payload)
+        shown = gr.Markdown(message, visible=True) if message else _hidden()
+        found = last_answer(turns)
+        last = sources_html(*found) if found else gr.skip()
+        return _messages(turns), turns, snapshot(turns), shown, last
 
     def poll_status() -> tuple[str, Any]:
         state = service.state
@@ -211,7 +254,7 @@ def _chat(demo: gr.Blocks, service: ChatService, compact: bool) -> None:
     step1 = dict(
         fn=add_question,
         inputs=[box, turns],
-        outputs=[box, chatbot, pending, *locked],
+        outputs=[box, chatbot, pending, saved, notice, *locked],
         queue=False,
         api_visibility="undocumented",
     )
@@ -232,18 +275,32 @@ def _chat(demo: gr.Blocks, service: ChatService, compact: bool) -> None:
     example = chatbot.example_select(
         add_example,
         [turns],
-        [box, chatbot, pending, *locked],
+        [box, chatbot, pending, saved, notice, *locked],
         queue=False,
         api_visibility="private",
     ).then(**step2)
     example.then(lambda: _locks(True), None, locked, queue=False, api_visibility="private")
     runs.append(example)
-    reset = [chatbot, turns, pending, sources, viewer, *locked]
+    reset = [chatbot, turns, pending, sources, viewer, saved, notice, *locked]
     new.click(new_chat, None, reset, cancels=runs, queue=False, api_visibility="private")
     chatbot.clear(new_chat, None, reset, cancels=runs, queue=False, api_visibility="private")
     sources.cite(open_citation, [turns], [viewer], queue=False, api_visibility="private")
     timer.tick(poll_status, None, [status, timer], queue=False, api_visibility="private")
     demo.load(poll_status, None, [status, timer], queue=False, api_visibility="private")
+    saved.change(None, [saved], None, js=SAVE_JS, queue=False, api_visibility="private")
+    demo.load(
+        restore,
+        [saved],
+        [chatbot, turns, saved, notice, sources],
+        js=LOAD_JS,
+        queue=False,
+        api_visibility="private",
+    )
+
+
+def _hidden() -> gr.Markdown:
+    """An update that hides the notice line."""
+    return gr.Markdown(visible=False)
 
 
 def _locks(enabled: bool) -> tuple:
@@ -278,13 +335,20 @@ def _api_ask(service: ChatService):
     def ask(
         question: str, history: list[list[str]] | None = None, request: gr.Request = None
     ) -> dict:
-        """Answer a question about the articles; returns the same object as POST /api/ask."""
+        """Answer a question about the articles; returns the same object as POST /api/ask.
+
+        Like /api/*, it needs `Authorization: Bearer <token>` when RAG_API_TOKEN is set
+        (gradio_client: `Client(url, headers={"Authorization": "Bearer ..."})`)."""
         from rag.service import normalize_history
 
+        headers = getattr(request, "headers", None) or {}
+        if not bearer_ok(headers.get("authorization"), service.api_token):
+            raise gr.Error(BEARER_HELP, print_exception=False)
         try:
             service.check_rate(_client(request))
-            return service.ask(question, normalize_history(history)).to_json_dict()
+            answer = service.ask(question, normalize_history(history), admitted=True)
+            return answer.to_json_dict()
         except RagError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise gr.Error(service.describe(exc), print_exception=False) from None
 
     return ask

@@ -1,0 +1,158 @@
+"""The server is killed while the chat page streams an answer, then started again on the same
+port: the page must come back by itself, say what happened, keep the conversation, mark the
+interrupted answer as not answered, and answer a new question.
+
+What Gradio 6 does on its own: a "Connection Lost" toast, a reconnection poll every 2 s, and a
+page reload once the server answers. What we add (ui/app.py, rag/session.py): the conversation
+saved in the tab's sessionStorage and restored on load, and the notice.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.session import (
+    LOST_NOTICE,
+    MAX_TURNS,
+    NOT_ANSWERED,
+    RELOADED_NOTICE,
+    last_answer,
+    parse_snapshot,
+    recover,
+    restore_page,
+    snapshot,
+)
+from tests.conftest import OFF_RAMP
+from tests.server_fixtures import (
+    ROOT,
+    Server,
+    ask_and_wait,
+    ask_in_page,
+    bot_count,
+    ingested_store,
+    open_chat,
+    wait_answered,
+)
+
+pytest_plugins = ["tests.browser_fixtures"]
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+FIRST = "How many Indian soldiers were killed in the suicide bombing?"
+INTERRUPTED = "What did India launch in response to the suicide bombing?"
+AFTER = "Who announced the release of the captured pilot?"
+NOTICE = "Connection to the server was lost; it is back — please ask again."
+STREAMING = "() => document.querySelector('#rag-chatbot').innerText.includes('▌')"
+READY = "() => document.querySelector('.rag-status').innerText.includes('Ready')"
+GRADIO_TOAST = "() => document.body.innerText.includes('Connection to the server was lost.')"
+
+
+@pytest.fixture
+def server():
+    srv = Server(store_dir=str(ingested_store()))
+    try:
+        srv.wait_status("ready")
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("path", ["/", "/widget"], ids=["page", "widget"])
+def test_page_recovers_when_the_server_restarts_mid_answer(server, page, path):
+    open_chat(page, server.url + path)
+    first = ask_and_wait(page, FIRST)
+    assert "40" in first and "[1]" in first, first
+
+    # Kill the server while the second answer streams.
+    before = bot_count(page)
+    ask_in_page(page, INTERRUPTED)
+    page.wait_for_function(STREAMING, timeout=240_000)
+    server.kill()
+    page.wait_for_function(GRADIO_TOAST, timeout=30_000)  # Gradio's own "Connection Lost"
+
+    # Same port again: Gradio reloads the page; the conversation and a notice come back.
+    server.start()
+    notice = page.locator("#rag-notice")
+    notice.wait_for(state="visible", timeout=120_000)
+    assert NOTICE in notice.inner_text()
+    users = page.locator("#rag-chatbot [data-testid='user']").all_inner_texts()
+    bots = page.locator("#rag-chatbot [data-testid='bot']").all_inner_texts()
+    assert users == [FIRST, INTERRUPTED], users
+    assert len(bots) == before + 1 == 2, bots
+    assert "40" in bots[0] and "[1]" in bots[0]
+    assert NOT_ANSWERED in bots[1] and "▌" not in bots[1]
+    assert OFF_RAMP in page.locator("#rag-sources").inner_text()  # the last answer's sources
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "test-artifacts" / f"restart-recovered{path.strip('/')}.png"))
+
+    # Once the restarted server has loaded, the restored answer's citation opens its passage
+    # (the server has the turns back).
+    page.wait_for_function(READY, timeout=300_000)
+    page.locator("#rag-chatbot a.rag-cite").first.click()
+    mark = page.locator("#rag-viewer mark#rag-passage")
+    mark.wait_for(timeout=30_000)
+    assert "killed 40 Indian soldiers" in mark.inner_text()
+
+    # A new question is answered (once the restarted server has loaded the model again).
+    after = ask_and_wait(page, AFTER, timeout_ms=400_000)
+    assert "Khan" in after and "[1]" in after, after
+    assert not notice.is_visible()
+    users = page.locator("#rag-chatbot [data-testid='user']").all_inner_texts()
+    assert users == [FIRST, INTERRUPTED, AFTER], users
+
+    # A plain reload keeps the conversation too, with no notice (nothing was interrupted).
+    page.reload()
+    wait_answered(page, 2)
+    assert page.locator("#rag-chatbot [data-testid='user']").all_inner_texts() == users
+    assert not page.locator("#rag-notice").is_visible()
+
+
+# ---- the snapshot the page keeps (plain functions) ----------------------------------------
+
+ANSWER = {"answer": "40 were killed [1].", "citations": [], "question": "How many?"}
+
+
+def test_snapshot_round_trip():
+    turns = [{"question": "How many?", "answer": ANSWER, "error": None}]
+    restored, pending = parse_snapshot(snapshot(turns, "And then?"))
+    assert pending == "And then?"
+    assert restored[0]["question"] == "How many?" and restored[0]["error"] is None
+    assert restored[0]["answer"]["answer"] == ANSWER["answer"]
+    assert last_answer(restored)[1] == 0 and last_answer([]) is None
+    assert parse_snapshot(snapshot(turns)) == (restored, None)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, "", "{", "[]", "5", '"text"', '{"turns": 5}', '{"turns": [1, "x", null]}', b"{}"],
+)
+def test_malformed_snapshots_restore_nothing(raw):
+    assert parse_snapshot(raw) == ([], None)
+    assert recover(raw, lost=True) == ([], "")
+
+
+def test_snapshot_fields_are_checked_and_bounded():
+    turns = [{"question": f"q{i}", "answer": ANSWER} for i in range(MAX_TURNS + 20)]
+    turns += [
+        {"question": 7, "answer": ANSWER},  # not a turn: dropped
+        {"question": "bad answer", "answer": {"answer": ["not text"]}},
+        {"question": "failed", "answer": None, "error": "x" * 10_000},
+        {"question": "y" * 10_000, "answer": None},
+    ]
+    restored, pending = parse_snapshot(json.dumps({"turns": turns, "pending": ["no"]}))
+    assert pending is None
+    assert len(restored) == MAX_TURNS - 1  # the last MAX_TURNS entries, less the non-turn
+    assert restored[-3]["answer"] is None and "could not be restored" in restored[-3]["error"]
+    assert len(restored[-2]["error"]) == 4000 and len(restored[-1]["question"]) == 4000
+    assert restored[-1]["error"] == "No answer."
+
+
+def test_an_interrupted_question_is_marked_not_answered():
+    raw = snapshot([{"question": "How many?", "answer": ANSWER, "error": None}], "And then?")
+    turns, notice = recover(raw, lost=True)
+    assert notice == LOST_NOTICE
+    assert turns[-1] == {"question": "And then?", "answer": None, "error": NOT_ANSWERED}
+    assert recover(raw, lost=False)[1] == RELOADED_NOTICE
+    assert restore_page(json.dumps({"snapshot": raw, "lost": True})) == (turns, LOST_NOTICE)
+    assert restore_page("not json") == ([], "")
