@@ -190,8 +190,8 @@ class OnnxEncoder(Encoder):
 
     Bulk work (ingesting) runs the int8 model; questions and answer checks run the fp32 one.
     The int8 model quantizes activations per batch, so a vector would depend on its batch-mates
-    and drift by ~0.01 cosine, which matters near the verifier's thresholds; at ingest it
-    doubles the throughput and leaves retrieval as good (docs/quality.md).
+    and drift by ~0.01 cosine, which matters near the verifier's thresholds. At ingest it
+    is ~1.5x faster and leaves retrieval as good (docs/quality.md).
     """
 
     def __init__(self, model_dir: Path, onnx_dir: Path, **kwargs) -> None:

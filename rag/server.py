@@ -275,6 +275,7 @@ def serve(settings: Settings) -> None:
     hide_secrets_in_output(settings.secret_values())  # before any log handler takes the streams
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=logging.INFO, format=fmt)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each index build at DEBUG
     app = create_app(settings)
     config = uvicorn.Config(
         app,

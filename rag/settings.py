@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     )
     embedding_backend: Literal["onnx", "torch"] = Field(
         "onnx",
-        description="onnx: the model converted once to int8 ONNX (about 2x faster); torch: as is.",
+        description="onnx: the model converted once to int8 ONNX (about 1.5x faster); torch: as is.",
     )
     embedding_batch_size: int = 32
 
