@@ -55,12 +55,14 @@ def p50(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _proc_status_mb(key: str) -> float | None:
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
+def _proc_status_mb(key: str, pid: int | str = "self") -> float | None:
+    """A memory figure (VmRSS, VmHWM, ...) of a process from /proc, in MiB; None if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024  # kB
+    except OSError:  # no /proc, or the process is gone
+        pass
     return None
 
 
@@ -74,9 +76,9 @@ def peak_rss_mb() -> float:
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def current_rss_mb() -> float:
-    """Resident memory right now (Linux), in MiB."""
-    rss = _proc_status_mb("VmRSS")
+def current_rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (default: this one) right now, in MiB; NaN if unknown."""
+    rss = _proc_status_mb("VmRSS", pid)
     return rss if rss is not None else float("nan")
 
 

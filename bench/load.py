@@ -29,7 +29,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
-from _common import OFFLINE_ENV, ROOT, SEED_CORPUS, cpu_load, dev_questions, free_port, percentile
+from _common import (
+    OFFLINE_ENV,
+    ROOT,
+    SEED_CORPUS,
+    cpu_load,
+    current_rss_mb,
+    dev_questions,
+    free_port,
+    percentile,
+)
 
 # Messages of a clean Gradio rejection: Gradio's full queue, and our service's RagErrors.
 GRADIO_REJECTIONS = (
@@ -127,17 +136,6 @@ def run_client(
         gradio.close()
 
 
-def rss_mb(pid: int) -> float:
-    """VmRSS of process `pid` in MiB (NaN when it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def run_load(
     url: str,
     pid: int,
@@ -161,10 +159,10 @@ def run_load(
 
     def sample() -> None:
         while not stop.is_set():
-            samples.append(rss_mb(pid))
+            samples.append(current_rss_mb(pid))
             stop.wait(0.25)
 
-    before = rss_mb(pid)
+    before = current_rss_mb(pid)
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     results: list[Result] = []
@@ -193,7 +191,7 @@ def run_load(
     time.sleep(2.0)  # let the server settle (abandoned work, garbage) before "after"
     stop.set()
     sampler.join()
-    after = rss_mb(pid)
+    after = current_rss_mb(pid)
     return summarise(results, elapsed, before, max([before, after, *samples]), after, pid)
 
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -163,6 +165,17 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextmanager
+def ready_server(**settings: str) -> Iterator[Server]:
+    """A `rag serve` with these settings, ready for questions; stopped on exit."""
+    srv = Server(**settings)
+    try:
+        srv.wait_status("ready")
+        yield srv
+    finally:
+        srv.stop()
 
 
 # ---- a real browser: helpers for pages (the fixtures are in tests/browser_fixtures.py) ---

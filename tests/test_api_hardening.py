@@ -15,7 +15,7 @@ import threading
 import httpx
 import pytest
 
-from tests.server_fixtures import Server, ingested_store
+from tests.server_fixtures import Server, ingested_store, ready_server
 
 TOKEN = "hardening-token-51c0"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -26,18 +26,14 @@ OFF_TOPIC = "Who won the 2022 FIFA World Cup?"  # no evidence: refused without t
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server(
+    with ready_server(
         store_dir=str(ingested_store()),
         api_token=TOKEN,
         max_body_kb=str(LIMIT_KB),
         queue_limit="1",
         rate_limit_per_minute="3",
-    )
-    try:
-        srv.wait_status("ready")
+    ) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _post(server: Server, content, path: str = "/api/ask", **headers: str) -> httpx.Response:

@@ -13,7 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.conftest import OFF_RAMP
-from tests.server_fixtures import ROOT, Server, ask_in_page, free_port, ingested_store, open_chat
+from tests.server_fixtures import (
+    ROOT,
+    ask_in_page,
+    free_port,
+    ingested_store,
+    open_chat,
+    ready_server,
+)
 
 pytest_plugins = ["tests.browser_fixtures"]
 pytestmark = pytest.mark.browser
@@ -44,12 +51,8 @@ MARK_IN_VIEW = """() => {
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server(store_dir=str(ingested_store()))
-    try:
-        srv.wait_status("ready")
+    with ready_server(store_dir=str(ingested_store())) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 class _Intranet:

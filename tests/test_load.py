@@ -18,7 +18,7 @@ import pytest
 
 from rag.schema import Answer
 from tests.conftest import MEDIATION, OFF_RAMP
-from tests.server_fixtures import ROOT, Server, ingested_store
+from tests.server_fixtures import ROOT, ingested_store, ready_server
 
 pytestmark = pytest.mark.e2e
 
@@ -51,17 +51,13 @@ CONVERSATIONS = {
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server(
+    with ready_server(
         store_dir=str(ingested_store()),
         queue_limit="3",
         rate_limit_per_minute="1000",
         llm_max_tokens="48",
-    )
-    try:
-        srv.wait_status("ready")
+    ) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_twenty_clients_are_answered_or_cleanly_rejected(server, tmp_path):

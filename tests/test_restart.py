@@ -27,12 +27,12 @@ from rag.session import (
 from tests.conftest import OFF_RAMP
 from tests.server_fixtures import (
     ROOT,
-    Server,
     ask_and_wait,
     ask_in_page,
     bot_count,
     ingested_store,
     open_chat,
+    ready_server,
     wait_answered,
 )
 
@@ -50,12 +50,8 @@ GRADIO_TOAST = "() => document.body.innerText.includes('Connection to the server
 
 @pytest.fixture
 def server():
-    srv = Server(store_dir=str(ingested_store()))
-    try:
-        srv.wait_status("ready")
+    with ready_server(store_dir=str(ingested_store())) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.mark.parametrize("path", ["/", "/widget"], ids=["page", "widget"])

@@ -27,6 +27,7 @@ from tests.server_fixtures import (
     ingested_store,
     open_chat,
     planted_corpus,
+    ready_server,
     wait_answered,
 )
 from tests.test_browser import EVIL
@@ -119,12 +120,8 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def server(corpus):
-    srv = Server(store_dir=str(ingested_store(corpus)), **SECRETS)
-    try:
-        srv.wait_status("ready")
+    with ready_server(store_dir=str(ingested_store(corpus)), **SECRETS) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _no_injection(page) -> None:
