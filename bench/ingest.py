@@ -1,9 +1,10 @@
 """Ingest throughput: our `ingest` into a fresh Chroma against raw SentenceTransformer.encode.
 
-Three sides, each in its own child process (so each peak RSS is its own), on the same articles:
+Four sides, each in its own child process (so each peak RSS is its own), on the same articles:
 - ours, `RAG_EMBEDDING_BACKEND=torch`: sentence-transformers on torch, fp32;
 - ours, `RAG_EMBEDDING_BACKEND=onnx` (the default): the int8 ONNX model;
-- raw: `SentenceTransformer.encode` of the very same chunk texts, fp32, same batch size.
+- raw: `SentenceTransformer.encode` of the very same chunk texts, fp32, same batch size;
+- our int8 embedding stage alone (`rag.store.embed_chunks`) on those texts, without a store.
 Ours does everything an ingest does: read, hash, chunk, embed chunks *and* pool their
 sentences' vectors, write to Chroma. Raw only encodes.
 
@@ -91,6 +92,27 @@ def run_raw(texts_file: Path, batch_size: int) -> dict:
     }
 
 
+def run_embed_only(texts_file: Path, batch_size: int) -> dict:
+    """Our embedding stage alone (chunk vectors and sentence vectors, int8 ONNX), no store: how
+    much of the ingest is the encoder, and how much the rest (reading, chunking, Chroma)."""
+    from rag.embeddings import make_embeddings
+    from rag.settings import Settings
+    from rag.store import embed_chunks
+
+    texts = json.loads(texts_file.read_text())
+    with timer() as load:
+        encoder = make_embeddings(Settings(embedding_batch_size=batch_size))
+        encoder.embed_query("warm up")
+    with timer() as run:
+        vectors, _ = embed_chunks(encoder, texts)
+    return {
+        "model_load_s": load[0],
+        "seconds": run[0],
+        "chunks": len(vectors),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def child(*args: str) -> dict:
     """Run this script in a child process with `args`; return the JSON it prints last."""
     done = subprocess.run(
@@ -107,11 +129,15 @@ def main() -> None:
     parser.add_argument("--keep-store", type=Path, default=None, help="keep the ONNX index here")
     parser.add_argument("--raw-texts", type=Path, help=argparse.SUPPRESS)  # child: raw side
     parser.add_argument("--ours", nargs=3, help=argparse.SUPPRESS)  # child: backend corpus store
+    parser.add_argument("--embed-texts", type=Path, help=argparse.SUPPRESS)  # child: encoder only
     args = parser.parse_args()
     batch = ["--batch-size", str(args.batch_size)]
 
     if args.raw_texts:
         print(json.dumps(run_raw(args.raw_texts, args.batch_size)))
+        return
+    if args.embed_texts:
+        print(json.dumps(run_embed_only(args.embed_texts, args.batch_size)))
         return
     if args.ours:
         backend, corpus, store = args.ours
@@ -132,6 +158,7 @@ def main() -> None:
             )
             sides[backend] = child("--ours", backend, str(corpus), str(store), *batch)
         sides["raw"] = child("--raw-texts", str(store / "texts.json"), *batch)
+        sides["encoder"] = child("--embed-texts", str(store / "texts.json"), *batch)
     print(f"run {started}-{time.strftime('%H:%M:%S')}; load at end: {cpu_load()}")
     ours = sides["onnx"]
     print(
@@ -139,7 +166,7 @@ def main() -> None:
         f"batch size {args.batch_size}"
     )
     for name, side in sides.items():
-        print(f"{name:<6} {side['seconds']:.1f}s (model load {side['model_load_s']:.1f}s)")
+        print(f"{name:<8} {side['seconds']:.1f}s (model load {side['model_load_s']:.1f}s)")
     raw = sides["raw"]
     for backend in ("torch", "onnx"):
         side = sides[backend]
@@ -161,6 +188,20 @@ def main() -> None:
             )
         )
         print(row("peak RSS (whole process)", side["peak_rss_mb"], raw["peak_rss_mb"], "MiB"))
+    encoder, onnx = sides["encoder"], sides["onnx"]
+    print("-- our int8 ONNX embedding stage alone (no reading, chunking or store) against raw")
+    print(
+        row(
+            "chunks/s",
+            encoder["chunks"] / encoder["seconds"],
+            raw["chunks"] / raw["seconds"],
+            "chunks/s",
+        )
+    )
+    print(
+        f"share of the int8 ingest spent outside the encoder: "
+        f"{1 - encoder['seconds'] / onnx['seconds']:.0%}"
+    )
     if args.keep_store:
         print(f"ONNX index kept at {args.keep_store}")
 

@@ -25,9 +25,10 @@ ANSWER_HUMAN = "Evidence:\n{evidence}\n\nQuestion: {question}"
 # (6 of 15 in tests/test_e2e.py) or replied with a bare "[1]". They form a fixed prompt prefix,
 # which llama.cpp keeps evaluated between questions, so they cost little time after the first.
 EXAMPLE_EVIDENCE = (
-    "[1] (Floods hit Leeds) Heavy rain flooded the centre of Leeds on Monday.\n"
-    "[2] (Floods hit Leeds) The mayor, Jane Smith, said 200 homes were damaged.\n"
-    "[3] (Floods hit Leeds) Forecasters expect more rain this week."
+    "Article: Floods hit Leeds\n"
+    "[1] Heavy rain flooded the centre of Leeds on Monday.\n"
+    "[2] The mayor, Jane Smith, said 200 homes were damaged.\n"
+    "[3] Forecasters expect more rain this week."
 )
 FEW_SHOT = [
     ("human", f"Evidence:\n{EXAMPLE_EVIDENCE}\n\nQuestion: How many homes did the floods damage?"),
@@ -70,8 +71,20 @@ CONDENSE_PROMPT = ChatPromptTemplate.from_messages(
 
 
 def format_evidence(evidence: list[Evidence]) -> str:
-    """One line per passage: `[n] (title) sentence`."""
-    return "\n".join(f"[{e.n}] ({e.title}) {' '.join(e.text.split())}" for e in evidence)
+    """An `Article: title` line, then one `[n] sentence` line per passage from that article.
+
+    The title is written once per run of passages from the same article, not on every line:
+    the model reads the prompt at ~70 tokens/s on 2 cores, and repeated titles were a quarter
+    of the evidence's tokens (the retriever keeps an article's passages together).
+    """
+    lines: list[str] = []
+    title = None
+    for e in evidence:
+        if e.title != title or not lines:
+            title = e.title
+            lines.append(f"Article: {' '.join(title.split())}")
+        lines.append(f"[{e.n}] {' '.join(e.text.split())}")
+    return "\n".join(lines)
 
 
 def format_history(history: list[tuple[str, str]], max_turns: int = 3) -> str:

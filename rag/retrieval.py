@@ -210,7 +210,7 @@ class Retriever:
         *,
         top_k: int = 6,
         max_sentences: int = 5,
-        max_chars: int = 1400,
+        max_chars: int = 1000,
         min_relevance: float = 0.30,
         keyword_index: KeywordIndex | None = None,
     ) -> None:
@@ -280,6 +280,12 @@ class Retriever:
             chosen.append((sentence, float(scores[i])))
             words.append(bag)
             used += len(sentence.text)
+        # An article's passages go together (best article first, best passage first within
+        # it), so the prompt names each article once (`rag.prompts.format_evidence`).
+        first: dict[str, int] = {}
+        for rank, (s, _) in enumerate(chosen):
+            first.setdefault(s.source, rank)
+        chosen.sort(key=lambda item: first[item[0].source])  # stable: score order within
         return [
             Evidence(n, s.source, s.title, s.start, s.end, s.text, round(score, 4))
             for n, (s, score) in enumerate(chosen, start=1)

@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     top_k: int = Field(6, ge=1, description="Chunks fetched from the store per question.")
     hybrid: bool = Field(True, description="Fuse BM25 keyword search with dense search.")
     evidence_sentences: int = Field(5, ge=1, description="Sentences shown to the LLM.")
-    evidence_max_chars: int = Field(1400, ge=200, description="Budget for all evidence text.")
+    evidence_max_chars: int = Field(
+        1000, ge=200, description="Budget for all evidence text (the prompt the LLM reads)."
+    )
     min_relevance: float = Field(
         0.30, description="Cosine similarity below which a sentence is not evidence."
     )

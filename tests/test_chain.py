@@ -39,7 +39,7 @@ def test_retriever_returns_short_exact_evidence(seed_index, embeddings):
     )
     assert 1 <= len(evidence) <= 4
     assert [e.n for e in evidence] == list(range(1, len(evidence) + 1))
-    assert sum(len(e.text) for e in evidence) <= 1400
+    assert sum(len(e.text) for e in evidence) <= 1000  # the default budget
     assert any("40 Indian soldiers" in e.text and e.source == OFF_RAMP for e in evidence)
     for e in evidence:
         assert seed_index.article(e.source)[1][e.start : e.end] == e.text
@@ -75,7 +75,9 @@ def test_chain_prompt_holds_numbered_evidence_and_answer_is_cited(seed_index, em
     qa, llm = _qa(seed_index, embeddings, ["A suicide bombing killed 40 Indian soldiers [1]."])
     answer = qa.ask("How many Indian soldiers were killed in the suicide bombing?")
     prompt = llm.prompts[0][-1].content
-    assert "[1] (" in prompt and "Question: How many Indian soldiers" in prompt
+    assert "\n[1] " in prompt and "Question: How many Indian soldiers" in prompt
+    titles = [line for line in prompt.splitlines() if line.startswith("Article: ")]
+    assert titles and len(titles) == len(set(titles)), "each article is named once"
     assert answer.citations and "40 Indian soldiers" in answer.citations[0].quote
     assert answer.answer.endswith("[1].")
 

@@ -40,6 +40,17 @@ def test_a_question_costs_one_embedding(seed_index, embeddings):
         assert seed_index.article(e.source)[1][e.start : e.end] == e.text
 
 
+def test_evidence_keeps_each_article_together_best_first(seed_index, embeddings):
+    retriever = Retriever(seed_index, embeddings, keyword_index=KeywordIndex(seed_index))
+    for question in ("What does SAARC stand for?", "Why did India and Pakistan clash?"):
+        evidence = retriever.retrieve(question)
+        sources = [e.source for e in evidence]
+        runs = [s for i, s in enumerate(sources) if i == 0 or s != sources[i - 1]]
+        assert len(runs) == len(set(runs)), f"an article's passages are split: {sources}"
+        assert evidence[0].score == max(e.score for e in evidence)
+        assert [e.n for e in evidence] == list(range(1, len(evidence) + 1))
+
+
 def test_keyword_search_follows_the_store(make_settings, embeddings):
     settings = make_settings()
     index = open_index_for(settings, embeddings, create=True)
