@@ -113,6 +113,11 @@ def run_embed_only(texts_file: Path, batch_size: int) -> dict:
     }
 
 
+def chunk_rate(side: dict) -> float:
+    """Chunks per second of one side's result."""
+    return side["chunks"] / side["seconds"]
+
+
 def child(*args: str) -> dict:
     """Run this script in a child process with `args`; return the JSON it prints last."""
     done = subprocess.run(
@@ -171,14 +176,7 @@ def main() -> None:
     for backend in ("torch", "onnx"):
         side = sides[backend]
         print(f"-- ours ({backend}) against raw fp32 SentenceTransformer.encode")
-        print(
-            row(
-                "chunks/s",
-                side["chunks"] / side["seconds"],
-                raw["chunks"] / raw["seconds"],
-                "chunks/s",
-            )
-        )
+        print(row("chunks/s", chunk_rate(side), chunk_rate(raw), "chunks/s"))
         print(
             row(
                 "articles/s",
@@ -190,14 +188,7 @@ def main() -> None:
         print(row("peak RSS (whole process)", side["peak_rss_mb"], raw["peak_rss_mb"], "MiB"))
     encoder, onnx = sides["encoder"], sides["onnx"]
     print("-- our int8 ONNX embedding stage alone (no reading, chunking or store) against raw")
-    print(
-        row(
-            "chunks/s",
-            encoder["chunks"] / encoder["seconds"],
-            raw["chunks"] / raw["seconds"],
-            "chunks/s",
-        )
-    )
+    print(row("chunks/s", chunk_rate(encoder), chunk_rate(raw), "chunks/s"))
     print(
         f"share of the int8 ingest spent outside the encoder: "
         f"{1 - encoder['seconds'] / onnx['seconds']:.0%}"
