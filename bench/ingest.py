@@ -1,14 +1,17 @@
 """Ingest throughput: our `ingest` into a fresh Chroma against raw SentenceTransformer.encode.
 
-Four sides, each in its own child process (so each peak RSS is its own), on the same articles:
+Sides, each in its own child process (so each peak RSS is its own), on the same articles:
+- ours, `RAG_EMBEDDING_BACKEND=openvino` (the default): OpenVINO, bfloat16 where the CPU has it;
+- ours, `RAG_EMBEDDING_BACKEND=onnx`: the int8 ONNX model on onnxruntime;
 - ours, `RAG_EMBEDDING_BACKEND=torch`: sentence-transformers on torch, fp32;
-- ours, `RAG_EMBEDDING_BACKEND=onnx` (the default): the int8 ONNX model;
 - raw: `SentenceTransformer.encode` of the very same chunk texts, fp32, same batch size;
-- our int8 embedding stage alone (`rag.store.embed_chunks`) on those texts, without a store.
+- with `--stage-alone BACKEND`: that backend's embedding stage alone (`rag.store.embed_chunks`)
+  on those texts, without reading, chunking or a store.
 Ours does everything an ingest does: read, hash, chunk, embed chunks *and* pool their
 sentences' vectors, write to Chroma. Raw only encodes.
 
-    .venv/bin/python bench/ingest.py [--limit N] [--keep-store DIR]
+    .venv/bin/python bench/ingest.py [--limit N] [--backends openvino,onnx,torch]
+                                     [--stage-alone openvino] [--keep-store DIR]
 """
 
 from __future__ import annotations
@@ -92,16 +95,18 @@ def run_raw(texts_file: Path, batch_size: int) -> dict:
     }
 
 
-def run_embed_only(texts_file: Path, batch_size: int) -> dict:
-    """Our embedding stage alone (chunk vectors and sentence vectors, int8 ONNX), no store: how
-    much of the ingest is the encoder, and how much the rest (reading, chunking, Chroma)."""
+def run_embed_only(texts_file: Path, batch_size: int, backend: str) -> dict:
+    """Our embedding stage alone (chunk vectors and sentence vectors), no store: how much of
+    the ingest is the encoder, and how much the rest (reading, chunking, Chroma)."""
     from rag.embeddings import make_embeddings
     from rag.settings import Settings
     from rag.store import embed_chunks
 
     texts = json.loads(texts_file.read_text())
     with timer() as load:
-        encoder = make_embeddings(Settings(embedding_batch_size=batch_size))
+        encoder = make_embeddings(
+            Settings(embedding_batch_size=batch_size, embedding_backend=backend)
+        )
         encoder.embed_query("warm up")
     with timer() as run:
         vectors, _ = embed_chunks(encoder, texts)
@@ -127,14 +132,24 @@ def child(*args: str) -> dict:
 
 
 def main() -> None:
-    """Parse options, run the three sides, print the figures."""
+    """Parse options, run the sides, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="articles (default: all 2,225)")
     parser.add_argument("--batch-size", type=int, default=32, help="embedding batch size")
-    parser.add_argument("--keep-store", type=Path, default=None, help="keep the ONNX index here")
+    parser.add_argument(
+        "--backends",
+        default="openvino,onnx,torch",
+        help="our embedding backends to run, comma-separated (the first one's chunks go to raw)",
+    )
+    parser.add_argument(
+        "--stage-alone",
+        default="",
+        help="also time this backend's embedding stage alone, without reading or a store",
+    )
+    parser.add_argument("--keep-store", type=Path, default=None, help="keep the first index here")
     parser.add_argument("--raw-texts", type=Path, help=argparse.SUPPRESS)  # child: raw side
     parser.add_argument("--ours", nargs=3, help=argparse.SUPPRESS)  # child: backend corpus store
-    parser.add_argument("--embed-texts", type=Path, help=argparse.SUPPRESS)  # child: encoder only
+    parser.add_argument("--embed-texts", nargs=2, help=argparse.SUPPRESS)  # child: backend texts
     args = parser.parse_args()
     batch = ["--batch-size", str(args.batch_size)]
 
@@ -142,7 +157,8 @@ def main() -> None:
         print(json.dumps(run_raw(args.raw_texts, args.batch_size)))
         return
     if args.embed_texts:
-        print(json.dumps(run_embed_only(args.embed_texts, args.batch_size)))
+        backend, texts = args.embed_texts
+        print(json.dumps(run_embed_only(Path(texts), args.batch_size, backend)))
         return
     if args.ours:
         backend, corpus, store = args.ours
@@ -157,23 +173,25 @@ def main() -> None:
         copy_articles(BBC_DIR, corpus, args.limit)
         started = time.strftime("%H:%M:%S")
         sides = {}
-        for backend in ("onnx", "torch"):
-            store = (
-                args.keep_store if backend == "onnx" and args.keep_store else Path(tmp) / backend
-            )
+        backends = args.backends.split(",")
+        for backend in backends:
+            first = backend == backends[0]
+            store = args.keep_store if first and args.keep_store else Path(tmp) / backend
             sides[backend] = child("--ours", backend, str(corpus), str(store), *batch)
-        sides["raw"] = child("--raw-texts", str(store / "texts.json"), *batch)
-        sides["encoder"] = child("--embed-texts", str(store / "texts.json"), *batch)
+        texts = (args.keep_store or Path(tmp) / backends[0]) / "texts.json"
+        sides["raw"] = child("--raw-texts", str(texts), *batch)
+        if args.stage_alone:
+            sides["stage"] = child("--embed-texts", args.stage_alone, str(texts), *batch)
     print(f"run {started}-{time.strftime('%H:%M:%S')}; load at end: {cpu_load()}")
-    ours = sides["onnx"]
+    ours = sides[backends[0]]
     print(
         f"{ours['articles']} articles, {ours['chunks']} chunks ({ours['skipped']} skipped), "
         f"batch size {args.batch_size}"
     )
     for name, side in sides.items():
-        print(f"{name:<8} {side['seconds']:.1f}s (model load {side['model_load_s']:.1f}s)")
+        print(f"{name:<9} {side['seconds']:.1f}s (model load {side['model_load_s']:.1f}s)")
     raw = sides["raw"]
-    for backend in ("torch", "onnx"):
+    for backend in backends:
         side = sides[backend]
         print(f"-- ours ({backend}) against raw fp32 SentenceTransformer.encode")
         print(row("chunks/s", chunk_rate(side), chunk_rate(raw), "chunks/s"))
@@ -186,15 +204,15 @@ def main() -> None:
             )
         )
         print(row("peak RSS (whole process)", side["peak_rss_mb"], raw["peak_rss_mb"], "MiB"))
-    encoder, onnx = sides["encoder"], sides["onnx"]
-    print("-- our int8 ONNX embedding stage alone (no reading, chunking or store) against raw")
-    print(row("chunks/s", chunk_rate(encoder), chunk_rate(raw), "chunks/s"))
-    print(
-        f"share of the int8 ingest spent outside the encoder: "
-        f"{1 - encoder['seconds'] / onnx['seconds']:.0%}"
-    )
+    if args.stage_alone:
+        stage, whole = sides["stage"], sides.get(args.stage_alone)
+        print(f"-- our {args.stage_alone} embedding stage alone (no reading, chunking or store)")
+        print(row("chunks/s", chunk_rate(stage), chunk_rate(raw), "chunks/s"))
+        if whole:
+            share = 1 - stage["seconds"] / whole["seconds"]
+            print(f"share of the {args.stage_alone} ingest spent outside the encoder: {share:.0%}")
     if args.keep_store:
-        print(f"ONNX index kept at {args.keep_store}")
+        print(f"{backends[0]} index kept at {args.keep_store}")
 
 
 if __name__ == "__main__":

@@ -5,16 +5,20 @@ forward pass: the mean of the sentence's token vectors, which have attended to t
 ("late chunking"). The ingester stores them, so answering a question costs one query embedding
 instead of re-embedding dozens of candidate sentences.
 
-Two backends compute the same model:
-- "onnx" (default): the model exported once to ONNX, its layers fused and its weights quantized
-  to int8 (`rag.model_files.ensure_onnx_model`); about 2x the throughput of torch on a CPU, with
-  vectors at cosine ~0.99 to torch's.
+Three backends compute the same model:
+- "openvino" (default): the model exported once to ONNX (`rag.model_files.ensure_onnx_model`);
+  questions and answer checks run it in fp32 on onnxruntime (the same vectors as torch), and
+  ingest runs it on Intel's OpenVINO runtime in bfloat16 where the CPU has it (AVX-512 BF16 or
+  AMX; vectors at cosine > 0.999 to fp32; ~2.5x torch's ingest speed here), else as "onnx".
+- "onnx": the same, but ingest runs the model with its layers fused and its weights and
+  activations quantized to int8, on onnxruntime: ~1.5x torch's ingest speed here, vectors at
+  cosine ~0.99 to torch's.
 - "torch": sentence-transformers itself, the reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,6 +81,8 @@ def make_embeddings(settings: Settings) -> Encoder:
 
     name = embedding_name(settings)
     onnx_dir = ensure_onnx_model(path, settings.model_cache_dir, name)
+    if settings.embedding_backend == "openvino":
+        return OpenVinoEncoder(path, onnx_dir, batch_size=batch, name=name)
     return OnnxEncoder(path, onnx_dir, batch_size=batch, name=name)
 
 
@@ -196,16 +202,32 @@ class OnnxEncoder(Encoder):
 
     def __init__(self, model_dir: Path, onnx_dir: Path, **kwargs) -> None:
         super().__init__(model_dir, **kwargs)
-        from rag.model_files import ONNX_FP32, ONNX_INT8
+        from rag.model_files import ONNX_FP32
 
         self.exact = _session(onnx_dir / ONNX_FP32)
-        self.bulk = _session(onnx_dir / ONNX_INT8)
         self.inputs = {i.name for i in self.exact.get_inputs()}
+        self._onnx_dir = onnx_dir
+        self._bulk: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None
+
+    @property
+    def bulk(self) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        """The runner of bulk batches, loaded on first use: a server that only answers
+        questions never loads it."""
+        if self._bulk is None:
+            self._bulk = self._bulk_runner(self._onnx_dir)
+        return self._bulk
+
+    def _bulk_runner(self, onnx_dir: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        """The function that runs bulk batches (ingest): here the int8 model."""
+        from rag.model_files import ONNX_INT8
+
+        session = _session(onnx_dir / ONNX_INT8)
+        return lambda feed: session.run(None, feed)[0]
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray, exact: bool) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        session = self.exact if exact else self.bulk
-        return session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        feed = {k: v for k, v in feed.items() if k in self.inputs}
+        return self.exact.run(None, feed)[0] if exact else self.bulk(feed)
 
 
 def _session(path: Path):
@@ -221,6 +243,39 @@ def _session(path: Path):
             f"Could not load the ONNX embedding model {path} ({exc}). Delete its folder to have "
             "it made again, or set RAG_EMBEDDING_BACKEND=torch."
         ) from exc
+
+
+class OpenVinoEncoder(OnnxEncoder):
+    """Bulk work (ingest) on Intel's OpenVINO runtime in bfloat16, where the CPU has it (AVX-512
+    BF16 or AMX): ~2.5x the ingest speed of torch here, vectors at cosine > 0.999 to fp32.
+    Questions and answer checks stay on onnxruntime's fp32 model (fast for one short text).
+    On a CPU without bfloat16, bulk work runs the int8 model, as with the "onnx" backend.
+    """
+
+    def _bulk_runner(self, onnx_dir: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        from rag.model_files import ONNX_PLAIN
+
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise ModelError(
+                "RAG_EMBEDDING_BACKEND=openvino needs the openvino package: `pip install "
+                "openvino`, or use RAG_EMBEDDING_BACKEND=onnx."
+            ) from exc
+        core = ov.Core()
+        if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            return super()._bulk_runner(onnx_dir)
+        config = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}
+        try:
+            request = core.compile_model(
+                str(onnx_dir / ONNX_PLAIN), "CPU", config
+            ).create_infer_request()
+        except Exception as exc:  # OpenVINO raises its own exception types
+            raise ModelError(
+                f"OpenVINO could not load {onnx_dir / ONNX_PLAIN} ({exc}). Delete that folder "
+                "to have it made again, or set RAG_EMBEDDING_BACKEND=onnx."
+            ) from exc
+        return lambda feed: request.infer(feed)[0].copy()
 
 
 class TorchEncoder(Encoder):

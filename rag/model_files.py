@@ -66,16 +66,17 @@ def _stamp_for(path: Path) -> str:
     return f"{DEFAULT_MODEL_SHA256} {st.st_size} {st.st_mtime_ns}"
 
 
-ONNX_RECIPE = "fused-int8-v1"  # bump when the export recipe below changes
-ONNX_FP32, ONNX_INT8 = "fused.onnx", "int8.onnx"
+ONNX_RECIPE = "fused-int8-v2"  # bump when the export recipe below changes
+ONNX_FP32, ONNX_INT8, ONNX_PLAIN = "fused.onnx", "int8.onnx", "plain.onnx"
 
 
 def ensure_onnx_model(model_dir: Path, cache_dir: Path, name: str = "") -> Path:
     """Export the sentence-transformers model at `model_dir` to ONNX once; return the folder.
 
-    It holds `fused.onnx` (fp32, attention and layer norms fused: the same vectors as torch)
-    and `int8.onnx` (weights and activations quantized to int8: about 1.5x faster, vectors at
-    cosine ~0.99). The export runs offline from the local files, with torch, in seconds.
+    It holds `fused.onnx` (fp32, attention and layer norms fused: the same vectors as torch),
+    `int8.onnx` (weights and activations quantized to int8: about 1.5x faster, vectors at
+    cosine ~0.99), and `plain.onnx` (the unfused export, standard ONNX ops, which OpenVINO
+    reads). The export runs offline from the local files, with torch, in seconds.
     """
     source = model_dir / "model.safetensors"
     if not source.exists():
@@ -92,7 +93,7 @@ def ensure_onnx_model(model_dir: Path, cache_dir: Path, name: str = "") -> Path:
     work.mkdir(exist_ok=True)
     try:
         _export_int8(model_dir, work)
-        (work / "exported.onnx").unlink()
+        (work / "exported.onnx").rename(work / ONNX_PLAIN)  # standard ops only: for OpenVINO
         try:
             os.replace(work, target)  # atomic: never a half-made folder under the name
         except OSError:

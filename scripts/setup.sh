@@ -72,7 +72,7 @@ extra=serve
 step "Installing the rag package and its dependencies ([$extra])"
 "${pip[@]}" -q -e ".[$extra]"
 
-step "Preparing the models (once): the default LLM, and the embedding model as int8 ONNX"
+step "Preparing the models (once): the default LLM, and the embedding model as ONNX (fp32, int8)"
 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error .venv/bin/python - <<'PY'
 from rag.embeddings import make_embeddings
 from rag.model_files import ensure_default_model

@@ -1,4 +1,4 @@
-"""Stage 3: the packaged MiniLM on onnxruntime and on torch, sentence vectors, their storage."""
+"""Stage 3: the packaged MiniLM on onnxruntime, OpenVINO and torch, sentence vectors, storage."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from rag.chunking import split_sentences
 from rag.embeddings import OnnxEncoder, TorchEncoder, make_embeddings
-from rag.model_files import ONNX_FP32, ONNX_INT8, ensure_onnx_model
+from rag.model_files import ONNX_FP32, ONNX_INT8, ONNX_PLAIN, ensure_onnx_model
 from rag.settings import Settings
 from rag.store import pack_spans, pack_vectors, unpack_spans, unpack_vectors
 from tests.conftest import OFF_RAMP, article_text
@@ -26,12 +26,13 @@ def torch_encoder():
     return make_embeddings(Settings(embedding_backend="torch"))
 
 
-def test_default_backend_is_onnx_and_matches_sentence_transformers(embeddings, torch_encoder):
+def test_default_backend_is_openvino_and_matches_sentence_transformers(embeddings, torch_encoder):
     from sentence_transformers import SentenceTransformer
 
-    from rag.embeddings import default_embedding_path
+    from rag.embeddings import OpenVinoEncoder, default_embedding_path
 
-    assert isinstance(embeddings, OnnxEncoder) and isinstance(torch_encoder, TorchEncoder)
+    assert isinstance(embeddings, OpenVinoEncoder) and isinstance(torch_encoder, TorchEncoder)
+    assert embeddings._bulk is None, "the ingest model loads only when something is ingested"
     reference = SentenceTransformer(str(default_embedding_path()), device="cpu").encode(
         TEXTS, normalize_embeddings=True
     )
@@ -43,14 +44,38 @@ def test_default_backend_is_onnx_and_matches_sentence_transformers(embeddings, t
         assert np.min(np.sum(vectors * reference, axis=1)) > 0.9999
 
 
-def test_bulk_int8_vectors_stay_close_to_the_reference(embeddings, torch_encoder):
+def test_bulk_int8_vectors_stay_close_to_the_reference(torch_encoder):
+    int8 = make_embeddings(Settings(embedding_backend="onnx"))
+    assert isinstance(int8, OnnxEncoder) and "OpenVino" not in type(int8).__name__
     spans = [split_sentences(t) for t in TEXTS]
-    fast, fast_sentences = embeddings.encode_with_sentences(TEXTS, spans)
+    fast, fast_sentences = int8.encode_with_sentences(TEXTS, spans)
     slow, slow_sentences = torch_encoder.encode_with_sentences(TEXTS, spans)
     assert np.min(np.sum(fast * slow, axis=1)) > 0.97
     for a, b in zip(fast_sentences, slow_sentences, strict=True):
         assert a.shape == b.shape
         assert np.min(np.sum(a * b, axis=1)) > 0.95
+
+
+def test_openvino_backend_matches_the_reference(torch_encoder):
+    import openvino
+
+    from rag.embeddings import OpenVinoEncoder
+
+    encoder = make_embeddings(Settings(embedding_backend="openvino"))
+    assert isinstance(encoder, OpenVinoEncoder)
+    exact, reference = encoder.encode(TEXTS), torch_encoder.encode(TEXTS)
+    assert np.min(np.sum(exact * reference, axis=1)) > 0.9999  # fp32: the same vectors
+    spans = [split_sentences(t) for t in TEXTS]
+    bulk, bulk_sentences = encoder.encode_with_sentences(TEXTS, spans)
+    slow, slow_sentences = torch_encoder.encode_with_sentences(TEXTS, spans)
+    if "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert "OpenVinoEncoder" in encoder.bulk.__qualname__  # ingest runs on OpenVINO
+        text_floor, sentence_floor = 0.995, 0.99  # bfloat16
+    else:
+        text_floor, sentence_floor = 0.97, 0.95  # int8 on onnxruntime, as the onnx backend
+    assert np.min(np.sum(bulk * slow, axis=1)) > text_floor
+    for a, b in zip(bulk_sentences, slow_sentences, strict=True):
+        assert a.shape == b.shape and np.min(np.sum(a * b, axis=1)) > sentence_floor
 
 
 def test_sentence_vectors_come_from_the_texts_own_pass(torch_encoder):
@@ -82,7 +107,7 @@ def test_onnx_model_is_made_once_and_reused(tmp_path, monkeypatch):
 
     started = time.perf_counter()
     folder = ensure_onnx_model(default_embedding_path(), tmp_path)
-    assert (folder / ONNX_FP32).is_file() and (folder / ONNX_INT8).is_file()
+    assert all((folder / name).is_file() for name in (ONNX_FP32, ONNX_INT8, ONNX_PLAIN))
     assert (folder / ONNX_INT8).stat().st_size < (folder / ONNX_FP32).stat().st_size / 3
     assert time.perf_counter() - started < 300
 
