@@ -32,7 +32,9 @@ def test_default_backend_is_openvino_and_matches_sentence_transformers(embedding
     from rag.embeddings import OpenVinoEncoder, default_embedding_path
 
     assert isinstance(embeddings, OpenVinoEncoder) and isinstance(torch_encoder, TorchEncoder)
-    assert embeddings._bulk is None, "the ingest model loads only when something is ingested"
+    fresh = make_embeddings(Settings())
+    fresh.encode(TEXTS)
+    assert fresh._bulk is None, "the ingest model loads only when something is ingested"
     reference = SentenceTransformer(str(default_embedding_path()), device="cpu").encode(
         TEXTS, normalize_embeddings=True
     )

@@ -114,5 +114,5 @@ def test_a_reader_sees_what_another_process_ingested(make_settings, embeddings, 
 
     evidence = retriever.retrieve("How many zebras escaped from the zoo?")
     assert evidence and evidence[0].source == "zebra.txt"
-    assert "Three zebras" in evidence[0].text
+    assert any("Three zebras" in e.text for e in evidence if e.source == "zebra.txt")
     assert all(e.source != MEDIATION for e in retriever.retrieve("What does SAARC stand for?"))
