@@ -35,9 +35,21 @@ _META_HEAD = re.compile(
 )
 
 
+# A closing clause that points at the evidence by a number the model made up, as its headers
+# name each article once ("..., the university mentioned in Article 1."): the reader sees the
+# citation instead. One digit and a comma before it, so "Article 370" or "the clause in
+# Article 5 of the treaty" stay.
+_META_REF_TAIL = re.compile(
+    rf",\s*(?:as\s+|(?:the\s+)?[A-Za-z]+(?:\s+[A-Za-z]+)?\s+)?"
+    rf"(?:mentioned|named|cited|described|reported|stated|given|listed)\s+in\s+{_DOCS}\s+\d"
+    r"\s*(?=[.!?]?$)",
+    re.IGNORECASE,
+)
+
+
 def strip_meta(sentence: str) -> str:
     """Drop words about the evidence itself, keeping the claim: "X, the articles state." -> "X."."""
-    sentence = _META_TAIL.sub("", sentence)
+    sentence = _META_REF_TAIL.sub("", _META_TAIL.sub("", sentence))
     stripped = _META_HEAD.sub("", sentence)
     return stripped[:1].upper() + stripped[1:] if stripped != sentence else sentence
 

@@ -88,6 +88,7 @@ def make_retriever(settings: Settings, index, embeddings, keyword_index=None):
         max_sentences=settings.evidence_sentences,
         max_chars=settings.evidence_max_chars,
         min_relevance=settings.min_relevance,
+        relative_relevance=settings.relative_relevance,
         keyword_index=keyword_index,
     )
 

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     min_relevance: float = Field(
         0.30, description="Cosine similarity below which a sentence is not evidence."
     )
+    relative_relevance: float = Field(
+        0.70,
+        ge=0.0,
+        le=1.0,
+        description="A sentence scoring below this fraction of the best one's score is not evidence.",
+    )
     support_threshold: float = Field(
         0.45, description="An answer sentence needs this similarity to the passage it cites."
     )

@@ -166,6 +166,19 @@ def test_final_answers_are_checked_sentence_by_sentence(verifier, evidence):
         ("According to the articles, China offered to mediate.", "China offered to mediate."),
         ("Growth slowed, the report says.", "Growth slowed, the report says."),  # a real source
         ("He said the evidence was weak.", "He said the evidence was weak."),
+        (
+            "He studies at Cornell University, the university mentioned in Article 1.",
+            "He studies at Cornell University.",
+        ),
+        ("China offered to mediate, as mentioned in passage 2.", "China offered to mediate."),
+        (
+            "India revoked the special status, described in Article 370.",
+            "India revoked the special status, described in Article 370.",
+        ),
+        (
+            "NATO invoked the clause mentioned in Article 5.",
+            "NATO invoked the clause mentioned in Article 5.",
+        ),
     ],
 )
 def test_talk_about_the_evidence_is_dropped_but_real_attribution_kept(raw, clean):

@@ -51,6 +51,20 @@ def test_evidence_keeps_each_article_together_best_first(seed_index, embeddings)
         assert [e.n for e in evidence] == list(range(1, len(evidence) + 1))
 
 
+def test_passages_far_below_the_best_match_are_left_out(seed_index, embeddings):
+    question = "How many Indian soldiers were killed in the suicide bombing in Kashmir?"
+    keywords = KeywordIndex(seed_index)
+    every = Retriever(seed_index, embeddings, relative_relevance=0.0, keyword_index=keywords)
+    close = Retriever(seed_index, embeddings, keyword_index=keywords)  # default: 0.7 of the best
+    wide, narrow = every.retrieve(question), close.retrieve(question)
+    assert len(narrow) < len(wide) == 5
+    best = max(e.score for e in wide)
+    assert all(e.score >= 0.7 * best for e in narrow)
+    assert {e.text for e in narrow} == {e.text for e in wide if e.score >= 0.7 * best}
+    assert any("killed 40 Indian soldiers" in e.text for e in narrow)
+    assert [e.n for e in narrow] == list(range(1, len(narrow) + 1))
+
+
 def test_keyword_search_follows_the_store(make_settings, embeddings):
     settings = make_settings()
     index = open_index_for(settings, embeddings, create=True)
