@@ -6,6 +6,7 @@ token stream for the chat page and the SSE API; both paths run the same steps.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import unicodedata
@@ -27,6 +28,8 @@ from rag.prompts import (
     format_history,
 )
 from rag.schema import Answer, Evidence
+
+log = logging.getLogger(__name__)
 
 RETRY_MARK = "\f"  # in a token stream: forget the tokens so far, a second try follows
 History = list[tuple[str, str]]  # (user question, assistant answer) pairs, oldest first
@@ -186,9 +189,21 @@ class QA:
             retriever, llm, verifier, few_shot=few_shot, retry_refusals=retry_refusals
         )
         self._condense = _condense_step(llm)
-        self._generate = (ANSWER_PROMPT if few_shot else ZERO_SHOT_PROMPT) | llm | StrOutputParser()
+        self._prompt = ANSWER_PROMPT if few_shot else ZERO_SHOT_PROMPT
+        self._generate = self._prompt | llm | StrOutputParser()
         self._retry = RETRY_PROMPT | llm | StrOutputParser()
         self.lock = FairLock()
+
+    def warm(self) -> bool:
+        """Have an embedded model read the answer prompt's fixed part (instructions, worked
+        examples) now, so the first question is as quick as later ones. False, doing nothing,
+        for a model without a local prompt cache (a server backend)."""
+        warm = getattr(self.llm, "warm", None)
+        if warm is None:
+            return False
+        with self.lock:
+            warm(self._prompt.format_messages(evidence="", question=""))
+        return True
 
     def ask(self, question: str, history: History | None = None) -> Answer:
         """Answer one question (with optional chat history)."""
@@ -219,3 +234,13 @@ class QA:
                     raw += token
                     yield token
             yield self.verifier(standalone, plain_text(raw), evidence)
+
+
+def warm_quietly(qa: QA) -> None:
+    """`qa.warm()`, logging instead of raising: if it fails, the first question reads the
+    fixed prompt itself. Run it in the background while the user has not asked yet."""
+    try:
+        if qa.warm():
+            log.info("Prompt cache warmed")
+    except Exception as exc:
+        log.warning("Could not warm the prompt cache (%s); the first answer reads it", exc)

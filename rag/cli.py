@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -139,11 +140,22 @@ def ask(
 
 
 def _interactive(qa) -> None:
-    from rag.chain import History
-    from rag.schema import Answer
+    from rag.chain import warm_quietly
 
     typer.echo("Ask about the articles (an empty line or Ctrl-D quits; 'new' starts over).")
-    history: History = []
+    # The model reads the prompt's fixed part while the first question is typed; quitting waits
+    # for it (seconds), so the model is never freed under a running llama.cpp call.
+    warming = threading.Thread(target=warm_quietly, args=(qa,), name="rag-warm", daemon=True)
+    warming.start()
+    try:
+        _chat_loop(qa, [])
+    finally:
+        warming.join()
+
+
+def _chat_loop(qa, history: list[tuple[str, str]]) -> None:
+    from rag.schema import Answer
+
     while True:
         try:
             question = input("\n? ").strip()

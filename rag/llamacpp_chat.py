@@ -44,6 +44,12 @@ class LlamaCppChat(BaseChatModel):
     def _messages(messages: list[BaseMessage]) -> list[dict[str, str]]:
         return [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
 
+    def warm(self, messages: list[BaseMessage]) -> None:
+        """Read `messages` into llama.cpp's cache now (generating one token): a later prompt
+        that starts with them reads only the rest."""
+        params = {**self._params(None), "max_tokens": 1}
+        self.client.create_chat_completion(messages=self._messages(messages), **params)
+
     def _generate(
         self,
         messages: list[BaseMessage],

@@ -121,6 +121,7 @@ class ChatService:
             self._thread.start()
 
     def _load(self) -> None:
+        from rag.chain import warm_quietly
         from rag.embeddings import make_embeddings
         from rag.llm import make_llm
         from rag.pipeline import build_qa, open_index_for
@@ -152,6 +153,8 @@ class ChatService:
                 )
             self._set(READY, None)
             log.info("Model and index loaded; ready for questions")
+            # A question asked meanwhile waits for this, as it would have read the same prompt.
+            warm_quietly(qa)
 
     def _set(self, state: str, error: RagError | None) -> None:
         with self._lock:

@@ -84,6 +84,25 @@ def test_streaming_with_the_real_model(qa):
     assert "Imran Khan" in parts[-1].answer
 
 
+def test_warming_reads_the_fixed_prompt_before_the_first_question(qa, monkeypatch):
+    client = qa.llm.client
+    read: list[int] = []
+    inner = client.eval
+    monkeypatch.setattr(client, "eval", lambda tokens: (read.append(len(tokens)), inner(tokens)))
+    question = "What does SAARC stand for?"
+
+    def first_read(warm: bool) -> int:
+        client.reset()  # an empty prompt cache, as after loading the model
+        if warm:
+            assert qa.warm()
+        read.clear()
+        qa.ask(question)
+        return read[0]  # the prompt; then one token per generated token
+
+    cold, warm = first_read(False), first_read(True)
+    assert warm < cold - 200, (cold, warm)  # instructions and examples: ~280 tokens
+
+
 def test_follow_up_question_uses_history(qa):
     first = qa.ask("Who announced that the captured Indian pilot would be released?")
     follow = qa.ask(
@@ -144,6 +163,24 @@ def test_cli_json_contract(seed_settings, seed_index):
         text = (seed_settings.corpus_dir / c["source"]).read_text()
         assert text[c["start"] : c["end"]] == c["quote"]
     assert [c["n"] for c in data["citations"]] == list(range(1, len(data["citations"]) + 1))
+
+
+def test_cli_interactive_answers_with_citations_and_follow_ups(seed_settings, seed_index):
+    env = {**os.environ, "RAG_STORE_DIR": str(seed_settings.store_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask"],
+        input="Who announced that the captured Indian pilot would be released?\nWhy?\n\n",
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.count("\n? ") == 3  # two questions, then the empty line that quits
+    assert "Imran Khan" in out and "[1]" in out
+    assert OFF_RAMP in out  # the sources list under each answer
 
 
 def test_cli_reports_a_missing_index(tmp_path):

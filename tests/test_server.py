@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -100,6 +101,14 @@ def test_api_says_model_loading_with_503_and_retry_after(servers):
     assert early.status_code == 503
     assert int(early.headers["retry-after"]) > 0
     assert "loading" in early.json()["error"]
+
+
+def test_the_model_reads_the_fixed_prompt_once_loaded(server):
+    server.wait_status("ready")
+    deadline = time.monotonic() + 60
+    while "Prompt cache warmed" not in server.log(10**7):
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.5)
 
 
 def test_docs_and_openapi(server):

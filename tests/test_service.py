@@ -206,6 +206,30 @@ def test_missing_index_is_reported_then_picked_up_after_ingest(tmp_path, embeddi
     assert service.ask(QUESTION).citations
 
 
+class _WarmFails(GenericFakeChatModel):
+    """A fake model whose prompt-cache warm-up fails (the real warm-up: test_e2e, test_server)."""
+
+    asked: list = []
+
+    def warm(self, messages) -> None:
+        self.asked.append(messages)
+        raise RuntimeError("llama_decode returned -3")
+
+
+def test_a_failed_warm_up_is_logged_and_the_service_answers(
+    seed_settings, seed_index, embeddings, caplog
+):
+    llm = _WarmFails(messages=iter([AIMessage(content=REPLY)] * 2))
+    service = ChatService(seed_settings, llm=llm, embeddings=embeddings)
+    with caplog.at_level("WARNING"):
+        service.start()
+        assert service.wait_ready(120), service.error
+        service._thread.join(30)  # the warm-up runs after "ready", in the loading thread
+    assert "Question:" in llm.asked[-1][-1].content  # the answer prompt, question left blank
+    assert "Could not warm the prompt cache (llama_decode returned -3)" in caplog.text
+    assert service.ask(QUESTION).citations
+
+
 class _SlowQA:
     """A QA stand-in whose answer waits for `go`: to fill the wait queue."""
 
