@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +22,32 @@ CORPUS = ROOT / "corpus"
 BBC = ROOT.parent / "shared" / "corpora" / "bbc"
 OFF_RAMP = "india-pakistan-off-ramp-after-clash.txt"
 MEDIATION = "india-pakistan-us-mediation-backchannel-diplomacy.txt"
+NO_READ_ALL = [  # root without the capabilities that let it read any file: a real EACCES
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+]
+
+
+def run_rag(
+    *args: str,
+    env: dict[str, str],
+    unprivileged: bool = False,
+    stdin: str | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess:
+    """Run the real `rag` command with `env` over this process's environment; `unprivileged`
+    drops root's power to read any file."""
+    command = [sys.executable, "-m", "rag.cli", *args]
+    return subprocess.run(
+        (NO_READ_ALL if unprivileged else []) + command,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

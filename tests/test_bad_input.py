@@ -24,7 +24,7 @@ from rag.indexing import ingest
 from rag.pipeline import open_index_for
 from rag.prompts import ANSWER_SYSTEM, REFUSAL
 from rag.retrieval import Retriever
-from tests.conftest import BBC, ROOT, check_consistent
+from tests.conftest import BBC, ROOT, check_consistent, run_rag
 from tests.test_chain import RecordingFake
 from tests.test_loading import _minimal_pdf
 
@@ -232,25 +232,6 @@ def test_control_characters_in_an_article_are_blanked(tmp_path, embeddings):
 
 
 # ---- the `rag ingest` command ----------------------------------------------------------------
-
-NO_READ_ALL = [  # root without the capabilities that let it read any file: a real EACCES
-    "setpriv",
-    "--inh-caps=-dac_override,-dac_read_search",
-    "--bounding-set=-dac_override,-dac_read_search",
-]
-
-
-def run_rag(*args: str, env: dict[str, str], unprivileged: bool = False):
-    """Run the real `rag` command; `unprivileged` drops root's power to read any file."""
-    command = [sys.executable, "-m", "rag.cli", *args]
-    return subprocess.run(
-        (NO_READ_ALL if unprivileged else []) + command,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def store_env(corpus: Path, tmp_path: Path) -> dict[str, str]:

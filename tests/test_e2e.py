@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from rag.indexing import ingest
 from rag.pipeline import build_qa, open_index_for
 from rag.prompts import REFUSAL
-from tests.conftest import MEDIATION, OFF_RAMP, ROOT
+from tests.conftest import MEDIATION, OFF_RAMP, run_rag
 
 pytestmark = pytest.mark.e2e
 
@@ -138,23 +135,10 @@ def test_reingest_after_edit_and_delete(make_settings, embeddings, llm):
 
 
 def test_cli_json_contract(seed_settings, seed_index):
-    env = {**os.environ, "RAG_STORE_DIR": str(seed_settings.store_dir)}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rag.cli",
-            "ask",
-            "--json",
-            "Which US president urged India and Pakistan to exercise restraint?",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    ).stdout
+    question = "Which US president urged India and Pakistan to exercise restraint?"
+    done = run_rag("ask", "--json", question, env={"RAG_STORE_DIR": str(seed_settings.store_dir)})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     data = json.loads(out)  # exactly one JSON object on stdout, nothing else
     assert {"answer", "citations"} <= set(data)
     assert isinstance(data["answer"], str) and "Trump" in data["answer"]
@@ -166,16 +150,8 @@ def test_cli_json_contract(seed_settings, seed_index):
 
 
 def test_cli_interactive_answers_with_citations_and_follow_ups(seed_settings, seed_index):
-    env = {**os.environ, "RAG_STORE_DIR": str(seed_settings.store_dir)}
-    done = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ask"],
-        input="Who announced that the captured Indian pilot would be released?\nWhy?\n\n",
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    questions = "Who announced that the captured Indian pilot would be released?\nWhy?\n\n"
+    done = run_rag("ask", env={"RAG_STORE_DIR": str(seed_settings.store_dir)}, stdin=questions)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert out.count("\n? ") == 3  # two questions, then the empty line that quits
@@ -184,14 +160,6 @@ def test_cli_interactive_answers_with_citations_and_follow_ups(seed_settings, se
 
 
 def test_cli_reports_a_missing_index(tmp_path):
-    env = {**os.environ, "RAG_STORE_DIR": str(tmp_path / "none")}
-    result = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ask", "--json", "Anything?"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_rag("ask", "--json", "Anything?", env={"RAG_STORE_DIR": str(tmp_path / "none")})
     assert result.returncode == 1
     assert "rag ingest" in json.loads(result.stdout)["error"]

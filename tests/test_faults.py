@@ -26,8 +26,8 @@ from rag.indexing import ingest
 from rag.loading import load_article
 from rag.pipeline import open_index_for
 from rag.settings import Settings
-from tests.conftest import BBC, ROOT, check_consistent
-from tests.test_bad_input import GOOD, GOOD_TEXT, NOISE, make_index, run_rag, store_env
+from tests.conftest import BBC, ROOT, check_consistent, run_rag
+from tests.test_bad_input import GOOD, GOOD_TEXT, NOISE, make_index, store_env
 
 SEED = 20240611
 KILLS = 10
@@ -339,14 +339,7 @@ def test_sigkill_at_random_points_never_corrupts_the_store(tmp_path, embeddings)
     print("kill log (delay s, expected run s, articles stored, articles in corpus):", log)
 
     # One complete run brings the index in line with the corpus.
-    done = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ingest", "--quiet"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_rag("ingest", "--quiet", env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     print(done.stdout)
     index = open_index_for(settings, embeddings)

@@ -7,7 +7,7 @@ import time
 from rag.indexing import ingest
 from rag.pipeline import open_index_for
 from rag.retrieval import KeywordIndex, Retriever
-from tests.conftest import MEDIATION, OFF_RAMP
+from tests.conftest import MEDIATION, OFF_RAMP, run_rag
 
 
 class CountingEmbeddings:
@@ -92,12 +92,7 @@ def test_keyword_search_follows_the_store(make_settings, embeddings):
 
 
 def test_a_reader_sees_what_another_process_ingested(make_settings, embeddings, monkeypatch):
-    import os
-    import subprocess
-    import sys
-
     from rag import retrieval
-    from tests.conftest import ROOT
 
     monkeypatch.setattr(retrieval, "STORE_CHECK_EVERY", 0.0)
     settings = make_settings()
@@ -111,19 +106,8 @@ def test_a_reader_sees_what_another_process_ingested(make_settings, embeddings, 
     (settings.corpus_dir / "zebra.txt").write_text(
         "Zebras escape from zoo\n\nThree zebras escaped from Leeds zoo on Monday, keepers said."
     )
-    env = {
-        **os.environ,
-        "RAG_CORPUS_DIR": str(settings.corpus_dir),
-        "RAG_STORE_DIR": str(settings.store_dir),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "ingest", "--quiet"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = {"RAG_CORPUS_DIR": str(settings.corpus_dir), "RAG_STORE_DIR": str(settings.store_dir)}
+    done = run_rag("ingest", "--quiet", env=env)
     assert done.returncode == 0, done.stderr
 
     evidence = retriever.retrieve("How many zebras escaped from the zoo?")
