@@ -88,6 +88,13 @@ def clean_history(history: object, max_chars: int = 2000) -> History:
     ]
 
 
+def _rewarm(llm: BaseChatModel) -> None:
+    """After a call with another prompt, let an embedded model put back its read answer prompt."""
+    rewarm = getattr(llm, "rewarm", None)
+    if rewarm is not None:
+        rewarm()
+
+
 def _condense_step(llm: BaseChatModel) -> Runnable:
     condense = CONDENSE_PROMPT | llm | StrOutputParser()
 
@@ -98,6 +105,7 @@ def _condense_step(llm: BaseChatModel) -> Runnable:
         rewritten = condense.invoke(
             {"history": format_history(history), "question": inputs["question"]}
         )
+        _rewarm(llm)
         line = rewritten.strip().split("\n")[0].strip().strip('"')
         line = re.sub(r"^(standalone question:)\s*", "", line, flags=re.IGNORECASE)
         # A small model sometimes answers instead of rewriting; keep the user's words then.
@@ -133,7 +141,8 @@ def build_chain(
         prompt_inputs = {"evidence": format_evidence(evidence), "question": inputs["question"]}
         raw = generate.invoke(prompt_inputs)
         if retry_refusals and should_retry(raw, evidence):
-            return retry.invoke(prompt_inputs)
+            raw = retry.invoke(prompt_inputs)
+            _rewarm(llm)  # for the next question
         return raw
 
     return (
@@ -233,6 +242,7 @@ class QA:
                 for token in self._retry.stream(inputs):
                     raw += token
                     yield token
+                _rewarm(self.llm)  # for the next question
             yield self.verifier(standalone, plain_text(raw), evidence)
 
 

@@ -13,7 +13,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
@@ -26,6 +26,7 @@ class LlamaCppChat(BaseChatModel):
     client: Any  # llama_cpp.Llama
     max_tokens: int = 200
     temperature: float = 0.0
+    _warm_state: Any = PrivateAttr(default=None)  # llama_cpp.LlamaState after `warm`
 
     @property
     def _llm_type(self) -> str:
@@ -45,10 +46,17 @@ class LlamaCppChat(BaseChatModel):
         return [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
 
     def warm(self, messages: list[BaseMessage]) -> None:
-        """Read `messages` into llama.cpp's cache now (generating one token): a later prompt
-        that starts with them reads only the rest."""
+        """Read `messages` into llama.cpp's cache now (generating one token), and keep that
+        state (~10 MB): a later prompt that starts with them reads only the rest."""
         params = {**self._params(None), "max_tokens": 1}
         self.client.create_chat_completion(messages=self._messages(messages), **params)
+        self._warm_state = self.client.save_state()
+
+    def rewarm(self) -> None:
+        """Put back the state `warm` kept, after a call with another prompt (a question's
+        rewrite) replaced it: ~0.5 s instead of reading the prompt again (~4 s)."""
+        if self._warm_state is not None:
+            self.client.load_state(self._warm_state)
 
     def _generate(
         self,

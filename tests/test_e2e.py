@@ -100,6 +100,30 @@ def test_warming_reads_the_fixed_prompt_before_the_first_question(qa, monkeypatc
     assert warm < cold - 200, (cold, warm)  # instructions and examples: ~280 tokens
 
 
+def test_a_follow_up_gets_the_warmed_prompt_back_after_its_rewrite(qa, monkeypatch):
+    client = qa.llm.client
+    read: list[int] = []
+    inner = client.eval
+    monkeypatch.setattr(client, "eval", lambda tokens: (read.append(len(tokens)), inner(tokens)))
+    first = "Who announced that the captured Indian pilot would be released?"
+
+    def follow_up(put_back: bool) -> tuple[str, int]:
+        client.reset()
+        assert qa.warm()
+        if not put_back:
+            qa.llm._warm_state = None  # as before the warm state was kept
+        history = [(first, qa.ask(first).answer)]
+        read.clear()
+        answer = qa.ask("Why?", history)
+        prompts = [n for n in read if n > 1]  # generated tokens are read one by one
+        return answer.answer, prompts[1]  # [0]: the rewrite's prompt, [1]: the answer's
+
+    answer, warm = follow_up(True)
+    same, cold = follow_up(False)
+    assert answer == same and "peace" in answer
+    assert warm < cold - 200, (cold, warm)  # instructions and examples: ~280 tokens
+
+
 def test_follow_up_question_uses_history(qa):
     first = qa.ask("Who announced that the captured Indian pilot would be released?")
     follow = qa.ask(
