@@ -81,42 +81,43 @@ def test_streaming_with_the_real_model(qa):
     assert "Imran Khan" in parts[-1].answer
 
 
-def test_warming_reads_the_fixed_prompt_before_the_first_question(qa, monkeypatch):
-    client = qa.llm.client
+@pytest.fixture
+def reads(qa, monkeypatch) -> list[int]:
+    """The sizes of the token batches llama.cpp reads: a prompt's new part, then 1 per token."""
     read: list[int] = []
-    inner = client.eval
-    monkeypatch.setattr(client, "eval", lambda tokens: (read.append(len(tokens)), inner(tokens)))
-    question = "What does SAARC stand for?"
+    inner = qa.llm.client.eval
+    monkeypatch.setattr(
+        qa.llm.client, "eval", lambda tokens: (read.append(len(tokens)), inner(tokens))
+    )
+    return read
 
+
+def test_warming_reads_the_fixed_prompt_before_the_first_question(qa, reads):
     def first_read(warm: bool) -> int:
-        client.reset()  # an empty prompt cache, as after loading the model
+        qa.llm.client.reset()  # an empty prompt cache, as after loading the model
         if warm:
             assert qa.warm()
-        read.clear()
-        qa.ask(question)
-        return read[0]  # the prompt; then one token per generated token
+        reads.clear()
+        qa.ask("What does SAARC stand for?")
+        return reads[0]
 
     cold, warm = first_read(False), first_read(True)
     assert warm < cold - 200, (cold, warm)  # instructions and examples: ~280 tokens
 
 
-def test_a_follow_up_gets_the_warmed_prompt_back_after_its_rewrite(qa, monkeypatch):
-    client = qa.llm.client
-    read: list[int] = []
-    inner = client.eval
-    monkeypatch.setattr(client, "eval", lambda tokens: (read.append(len(tokens)), inner(tokens)))
+def test_a_follow_up_gets_the_warmed_prompt_back_after_its_rewrite(qa, reads):
     first = "Who announced that the captured Indian pilot would be released?"
 
     def follow_up(put_back: bool) -> tuple[str, int]:
-        client.reset()
+        qa.llm.client.reset()
         assert qa.warm()
         if not put_back:
             qa.llm._warm_state = None  # as before the warm state was kept
         history = [(first, qa.ask(first).answer)]
-        read.clear()
+        reads.clear()
         answer = qa.ask("Why?", history)
-        prompts = [n for n in read if n > 1]  # generated tokens are read one by one
-        return answer.answer, prompts[1]  # [0]: the rewrite's prompt, [1]: the answer's
+        prompts = [n for n in reads if n > 1]  # [0]: the rewrite's prompt, [1]: the answer's
+        return answer.answer, prompts[1]
 
     answer, warm = follow_up(True)
     same, cold = follow_up(False)
