@@ -148,14 +148,15 @@ def _interactive(qa) -> None:
     warming = threading.Thread(target=warm_quietly, args=(qa,), name="rag-warm", daemon=True)
     warming.start()
     try:
-        _chat_loop(qa, [])
+        _chat_loop(qa)
     finally:
         warming.join()
 
 
-def _chat_loop(qa, history: list[tuple[str, str]]) -> None:
+def _chat_loop(qa) -> None:
     from rag.schema import Answer
 
+    history: list[tuple[str, str]] = []
     while True:
         try:
             question = input("\n? ").strip()

@@ -80,7 +80,7 @@ def format_evidence(evidence: list[Evidence]) -> str:
     lines: list[str] = []
     title = None
     for e in evidence:
-        if e.title != title or not lines:
+        if e.title != title:
             title = e.title
             lines.append(f"Article: {' '.join(title.split())}")
         lines.append(f"[{e.n}] {' '.join(e.text.split())}")
