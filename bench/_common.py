@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rag.cli import OFFLINE_ENV  # the same offline settings as the app's entry point
+from rag.settings import OFFLINE_ENV  # the same offline settings as the app's entry point
 
 ROOT = Path(__file__).resolve().parent.parent
 BBC_DIR = ROOT.parent / "shared" / "corpora" / "bbc"

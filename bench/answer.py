@@ -77,25 +77,24 @@ class LlamaClock:
 def time_ours(qa: Any, question: str, clock: LlamaClock) -> dict[str, Any]:
     """Stream one answer through our pipeline; times of first token, last token, Answer, and
     the chain's own time before the first token (before llama.cpp's call and after its token)."""
-    from rag.chain import RETRY_MARK
-    from rag.schema import Answer
+    from rag.schema import Answer, Retry, Token
 
     first = last = total = None
     text, retried = "", False
     with clock:
         start = time.perf_counter()
-        for part in qa.stream(question):
+        for event in qa.stream(question):
             now = time.perf_counter() - start
-            if isinstance(part, Answer):
+            if isinstance(event, Answer):
                 total = now
-            elif part == RETRY_MARK:
+            elif isinstance(event, Retry):
                 retried = True
-            elif part:
+            elif isinstance(event, Token) and event.text:
                 if first is None:
                     first = now
                     own = (clock.called - start) + (start + now - clock.first_chunk)
                 if not retried:
-                    last, text = now, text + part
+                    last, text = now, text + event.text
     return {
         "ttft": first,
         "last": last,
@@ -143,12 +142,13 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from rag.chain import clean_question, should_retry
+    from rag.chain import should_retry
     from rag.embeddings import make_embeddings
     from rag.indexing import ingest
     from rag.llm import make_llm
     from rag.pipeline import build_qa, open_index_for
     from rag.prompts import ANSWER_PROMPT, RETRY_PROMPT, format_evidence
+    from rag.questions import clean_question
     from rag.settings import Settings
 
     print(f"machine: {machine()}; load at start: {cpu_load()}")

@@ -133,7 +133,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from rag.model_files import ensure_default_model
+    from rag.llm.packaged import ensure_default_model
     from rag.settings import Settings
 
     model = str(ensure_default_model(Settings().model_cache_dir))

@@ -148,8 +148,8 @@ def measure(
     settings: Any, index: Any, embeddings: Any, asked: list[str], rounds: int
 ) -> dict[str, Any]:
     """Time every step on every question, interleaved so contention hits all steps alike."""
+    from rag.keywords import KeywordIndex
     from rag.pipeline import make_retriever
-    from rag.retrieval import KeywordIndex
 
     with timer() as kw_build:
         keyword_index = KeywordIndex(index)

@@ -1,7 +1,9 @@
 """Stage 10, chain: question -> (condense) -> retrieve -> prompt -> LLM -> verified `Answer`.
 
-`build_chain` returns a LangChain runnable (LCEL). `QA` wraps it with input checks and a
-token stream for the chat page and the SSE API; both paths run the same steps.
+One path answers every question: `QA.stream` yields typed events (`Token`s as the model writes,
+a `Retry` when it is asked again, the final `Answer` last), and `QA.ask` is the last event of
+that stream. The CLI, the REST and SSE API and the chat page all go through it. The model calls
+are LangChain runnables (prompt | chat model | parser).
 """
 
 from __future__ import annotations
@@ -9,16 +11,14 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import unicodedata
-from collections.abc import Callable, Iterator
-from operator import itemgetter
+from collections.abc import Callable, Generator, Iterator
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
-from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+from langchain_core.runnables import Runnable
 
 from rag.citations import Verifier, is_refusal, refusal
-from rag.errors import QuestionError
+from rag.llm.base import PromptCache
 from rag.prompts import (
     ANSWER_PROMPT,
     CONDENSE_PROMPT,
@@ -27,27 +27,16 @@ from rag.prompts import (
     format_evidence,
     format_history,
 )
-from rag.schema import Answer, Evidence
+from rag.questions import Query
+from rag.schema import Answer, Event, Evidence, Retry, Token
 
 log = logging.getLogger(__name__)
 
-RETRY_MARK = "\f"  # in a token stream: forget the tokens so far, a second try follows
-History = list[tuple[str, str]]  # (user question, assistant answer) pairs, oldest first
-
-
-HISTORY_TURNS = 3  # turns shown to the condense step (see `format_history`)
-HISTORY_ANSWER_CHARS = 1000  # with 3 turns of 2,000-char questions, fits the 4,096-token context
 _TAGS = re.compile(
     r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)|<!--.*?-->|</?[A-Za-z][^<>]*>", re.I | re.S
 )
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\((?:[A-Za-z][\w+.-]*:|www\.|/|#)(?:[^()]|\([^()]*\))*\)")
-
-
-def _plain(text: str) -> str:
-    """NFC, control and format characters turned into spaces, whitespace collapsed."""
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    return " ".join(text.split())
+RETRY_MIN_SCORE = 0.5  # best evidence score above which a refusal is questioned once
 
 
 def plain_text(raw: str) -> str:
@@ -57,102 +46,27 @@ def plain_text(raw: str) -> str:
     return text if text == raw else re.sub(r"[ \t]+", " ", text)
 
 
-def clean_question(question: object, max_chars: int = 2000) -> str:
-    """Normalise a user question or raise QuestionError saying how to ask instead."""
-    if not isinstance(question, str):
-        raise QuestionError("The question must be text.")
-    text = _plain(question)
-    if not text:
-        raise QuestionError("The question is empty. Type a question about the articles.")
-    if len(text) > max_chars:
-        raise QuestionError(
-            f"The question is {len(text):,} characters long; the limit is {max_chars:,}. "
-            "Ask something shorter."
-        )
-    return text
-
-
-def clean_history(history: object, max_chars: int = 2000) -> History:
-    """The chat history as (question, answer) text pairs, its last turns cut to what the
-    model's context holds; QuestionError if it is not a list of pairs of strings."""
-    if not history:
-        return []
-    if not isinstance(history, (list, tuple)) or not all(
-        isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, str) for x in item)
-        for item in history
-    ):
-        raise QuestionError("The history must be a list of (question, answer) pairs of text.")
-    return [
-        (_plain(q)[:max_chars], _plain(a)[:HISTORY_ANSWER_CHARS])
-        for q, a in list(history)[-HISTORY_TURNS:]
-    ]
-
-
-def _rewarm(llm: BaseChatModel) -> None:
-    """After a call with another prompt, let an embedded model put back its read answer prompt."""
-    rewarm = getattr(llm, "rewarm", None)
-    if rewarm is not None:
-        rewarm()
-
-
-def _condense_step(llm: BaseChatModel) -> Runnable:
-    condense = CONDENSE_PROMPT | llm | StrOutputParser()
-
-    def run(inputs: dict) -> str:
-        history = inputs.get("history") or []
-        if not history:
-            return inputs["question"]
-        rewritten = condense.invoke(
-            {"history": format_history(history), "question": inputs["question"]}
-        )
-        _rewarm(llm)
-        line = rewritten.strip().split("\n")[0].strip().strip('"')
-        line = re.sub(r"^(standalone question:)\s*", "", line, flags=re.IGNORECASE)
-        # A small model sometimes answers instead of rewriting; keep the user's words then.
-        return line if 3 < len(line) <= 300 and line.endswith("?") else inputs["question"]
-
-    return RunnableLambda(run, name="condense")
-
-
-RETRY_MIN_SCORE = 0.5  # best evidence score above which a refusal is questioned once
-
-
 def should_retry(raw: str, evidence: list[Evidence]) -> bool:
     """True when the model refused although a passage matched the question well."""
     return bool(evidence) and evidence[0].score >= RETRY_MIN_SCORE and is_refusal(raw)
 
 
-def build_chain(
-    retriever: Callable[[str], list[Evidence]],
-    llm: BaseChatModel,
-    verifier: Verifier,
-    *,
-    few_shot: bool = True,
-    retry_refusals: bool = True,
-) -> Runnable:
-    """The full pipeline as one runnable: {"question", "history"?} -> Answer."""
-    generate = (ANSWER_PROMPT if few_shot else ZERO_SHOT_PROMPT) | llm | StrOutputParser()
-    retry = RETRY_PROMPT | llm | StrOutputParser()
+def standalone_question(rewritten: str, question: str) -> str:
+    """The condense step's reply as a question, or the user's own words when the small model
+    answered instead of rewriting."""
+    line = rewritten.strip().split("\n")[0].strip().strip('"')
+    line = re.sub(r"^(standalone question:)\s*", "", line, flags=re.IGNORECASE)
+    return line if 3 < len(line) <= 300 and line.endswith("?") else question
 
-    def answer_or_refuse(inputs: dict) -> str:
-        evidence = inputs["evidence"]
-        if not evidence:
-            return ""  # nothing relevant: do not let the model answer from memory
-        prompt_inputs = {"evidence": format_evidence(evidence), "question": inputs["question"]}
-        raw = generate.invoke(prompt_inputs)
-        if retry_refusals and should_retry(raw, evidence):
-            raw = retry.invoke(prompt_inputs)
-            _rewarm(llm)  # for the next question
-        return raw
 
-    return (
-        RunnablePassthrough.assign(question=_condense_step(llm))
-        | RunnablePassthrough.assign(evidence=itemgetter("question") | RunnableLambda(retriever))
-        | RunnablePassthrough.assign(raw=RunnableLambda(answer_or_refuse, name="generate"))
-        | RunnableLambda(
-            lambda x: verifier(x["question"], plain_text(x["raw"]), x["evidence"]), name="verify"
-        )
-    )
+def last_answer(events: Iterator[Event]) -> Answer:
+    """Drain an answer's event stream; its last event is the Answer."""
+    answer = None
+    for event in events:
+        answer = event
+    if not isinstance(answer, Answer):
+        raise RuntimeError("An answer stream ended without its Answer.")
+    return answer
 
 
 class FairLock:
@@ -194,56 +108,81 @@ class QA:
         self.verifier = verifier
         self.max_question_chars = max_question_chars
         self.retry_refusals = retry_refusals
-        self.chain = build_chain(
-            retriever, llm, verifier, few_shot=few_shot, retry_refusals=retry_refusals
-        )
-        self._condense = _condense_step(llm)
         self._prompt = ANSWER_PROMPT if few_shot else ZERO_SHOT_PROMPT
-        self._generate = self._prompt | llm | StrOutputParser()
-        self._retry = RETRY_PROMPT | llm | StrOutputParser()
+        parse = StrOutputParser()
+        self._condense: Runnable[dict[str, str], str] = CONDENSE_PROMPT | llm | parse
+        self._generate: Runnable[dict[str, str], str] = self._prompt | llm | parse
+        self._retry: Runnable[dict[str, str], str] = RETRY_PROMPT | llm | parse
         self.lock = FairLock()
+
+    def query(self, question: str | Query, history: object = None) -> Query:
+        """`question` (with `history`) checked, or a Query as it is (QuestionError if bad)."""
+        if isinstance(question, Query):
+            return question
+        return Query.parse(question, history, self.max_question_chars)
 
     def warm(self) -> bool:
         """Have an embedded model read the answer prompt's fixed part (instructions, worked
         examples) now, so the first question is as quick as later ones. False, doing nothing,
         for a model without a local prompt cache (a server backend)."""
-        warm = getattr(self.llm, "warm", None)
-        if warm is None:
+        if not isinstance(self.llm, PromptCache):
             return False
         with self.lock:
-            warm(self._prompt.format_messages(evidence="", question=""))
+            self.llm.warm(self._prompt.format_messages(evidence="", question=""))
         return True
 
-    def ask(self, question: str, history: History | None = None) -> Answer:
-        """Answer one question (with optional chat history)."""
-        question = clean_question(question, self.max_question_chars)
-        history = clean_history(history, self.max_question_chars)
-        with self.lock:
-            return self.chain.invoke({"question": question, "history": history})
+    def ask(self, question: str | Query, history: object = None) -> Answer:
+        """Answer one question (with optional chat history): the last event of `stream`."""
+        return last_answer(self.stream(question, history))
 
-    def stream(self, question: str, history: History | None = None) -> Iterator[str | Answer]:
-        """Yield the model's tokens as they come, then the verified Answer last."""
-        question = clean_question(question, self.max_question_chars)
-        history = clean_history(history, self.max_question_chars)
+    def stream(self, question: str | Query, history: object = None) -> Iterator[Event]:
+        """Yield `Token`s as the model writes, a `Retry` if it is asked again, then the
+        verified `Answer`. The question is checked before the stream starts."""
+        query = self.query(question, history)
+        return self._locked(query)
+
+    def _locked(self, query: Query) -> Iterator[Event]:
         with self.lock:
-            standalone = self._condense.invoke({"question": question, "history": history})
-            evidence = self.retriever(standalone)
-            if not evidence:
-                yield refusal(standalone, evidence)
-                return
-            raw = ""
-            inputs = {"evidence": format_evidence(evidence), "question": standalone}
-            for token in self._generate.stream(inputs):
-                raw += token
-                yield token
-            if self.retry_refusals and should_retry(raw, evidence):
-                yield RETRY_MARK  # the UI clears the streamed refusal
-                raw = ""
-                for token in self._retry.stream(inputs):
-                    raw += token
-                    yield token
-                _rewarm(self.llm)  # for the next question
-            yield self.verifier(standalone, plain_text(raw), evidence)
+            yield from self._answer(query)
+
+    def _answer(self, query: Query) -> Iterator[Event]:
+        standalone = self._standalone(query)
+        evidence = self.retriever(standalone)
+        if not evidence:  # nothing relevant: do not let the model answer from memory
+            yield refusal(standalone, evidence)
+            return
+        inputs = {"evidence": format_evidence(evidence), "question": standalone}
+        raw = yield from self._tokens(self._generate, inputs)
+        if self.retry_refusals and should_retry(raw, evidence):
+            yield Retry()
+            raw = yield from self._tokens(self._retry, inputs)
+            self._rewarm()  # for the next question
+        yield self.verifier(standalone, plain_text(raw), evidence)
+
+    def _standalone(self, query: Query) -> str:
+        """A follow-up rewritten, with the chat history, into a question that stands alone."""
+        if not query.history:
+            return query.question
+        rewritten = self._condense.invoke(
+            {"history": format_history(query.history), "question": query.question}
+        )
+        self._rewarm()
+        return standalone_question(rewritten, query.question)
+
+    @staticmethod
+    def _tokens(
+        step: Runnable[dict[str, str], str], inputs: dict[str, str]
+    ) -> Generator[Token, None, str]:
+        raw = ""
+        for token in step.stream(inputs):
+            raw += token
+            yield Token(token)
+        return raw
+
+    def _rewarm(self) -> None:
+        """After a call with another prompt, let an embedded model put back its read prompt."""
+        if isinstance(self.llm, PromptCache):
+            self.llm.rewarm()
 
 
 def warm_quietly(qa: QA) -> None:

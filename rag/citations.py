@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from langchain_core.embeddings import Embeddings
 
 from rag.chunking import split_sentences
+from rag.claims import MARKERS, adds_content, miscounted, missing_facts
+from rag.embeddings.base import SentenceEncoder
 from rag.prompts import REFUSAL
 from rag.schema import Answer, Citation, Evidence
 
-_MARKERS = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _MARKERS_AFTER_STOP = re.compile(r"([.!?])\s*((?:\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]\s*)+)")
 # Talk about the evidence itself ("..., the evidence states.", "According to the articles, ..."):
 # the small model imitates the attribution in its worked example. The reader sees the citation.
@@ -61,46 +61,6 @@ _REFUSALS = re.compile(
     r"(?:cannot|can[’']t) (?:be )?(?:answer|determine|find)|i don[’']t know|" + re.escape(REFUSAL),
     re.IGNORECASE,
 )
-_TOKEN = re.compile(r"\d[\d,.]*\d|\d|[A-Za-z][A-Za-z'’]*")
-_WORD_NUMBERS = {
-    w: str(i)
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven "
-        "twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
-    )
-} | {
-    "thirty": "30",
-    "forty": "40",
-    "fifty": "50",
-    "sixty": "60",
-    "seventy": "70",
-    "eighty": "80",
-    "ninety": "90",
-    "hundred": "100",
-    "thousand": "1000",
-    "million": "million",
-    "billion": "billion",
-}
-_NUMBER_WORDS = {v: k for k, v in _WORD_NUMBERS.items()}
-# Capitalised only because they start a sentence; never names.
-_SENTENCE_STARTERS = set(
-    "the a an this that these those it its in on at "
-    "by for from to of as after before both he she they "
-    "we you his her their our yes no however while when who "
-    "what which where why how according there here some many most all "
-    "each one two if but and or so several such recent other "
-    "another only also then thus therefore because since although despite during under "
-    "over with without between among through following given once still yet instead "
-    "meanwhile overall together further first second finally".split()
-)
-# Words that say nothing about the world: a reply made only of these and the question's own
-# words ("The captured pilot is named [1].") answers nothing.
-_EMPTY_WORDS = _SENTENCE_STARTERS | set(
-    "is are was were be been being has have had do does "
-    "did can could would should may might will not article articles evidence "
-    "passage passages text mention mentions mentioned state states stated say says said "
-    "named name called about".split()
-)
 
 
 @dataclass
@@ -112,40 +72,6 @@ class _Sentence:
 def is_refusal(text: str) -> bool:
     """True when the model's reply says the evidence does not answer the question."""
     return bool(_REFUSALS.search(text))
-
-
-def key_facts(sentence: str, question: str = "") -> list[str]:
-    """Names (capitalised words) and numbers in a sentence.
-
-    The first word counts unless it is a common sentence opener or echoes the question's words
-    ("Hotlines could help…" for "What could hotlines…?").
-    """
-    asked = {w.lower() for w in _TOKEN.findall(question)}
-    tokens = [m.group() for m in _TOKEN.finditer(sentence)]
-    facts = []
-    for i, token in enumerate(tokens):
-        word = token.rstrip(".,").replace("’", "'").removesuffix("'s")
-        if word[:1].isdigit():
-            facts.append(word.replace(",", ""))
-        elif word.lower() in _WORD_NUMBERS and word.lower() not in ("one", "zero"):
-            facts.append(word.lower())
-        elif (
-            word[:1].isupper()
-            and word not in ("I", "A")
-            and (i > 0 or word.lower() not in _SENTENCE_STARTERS | asked)
-        ):
-            facts.append(word)
-    return facts
-
-
-def adds_content(sentence: str, question: str) -> bool:
-    """True when the sentence says something beyond restating the question."""
-
-    def stems(text: str) -> set[str]:
-        words = re.findall(r"[a-z0-9]+", text.lower().replace("’", "'"))
-        return {w[:5] for w in words if w not in _EMPTY_WORDS}
-
-    return bool(stems(sentence) - stems(question))
 
 
 def _trim_refusal(sentence: str) -> str:
@@ -160,90 +86,8 @@ def _trim_refusal(sentence: str) -> str:
     return kept + "." if len(kept.split()) >= 3 else ""
 
 
-def _normalise(text: str) -> str:
-    text = text.lower().replace("’", "'").replace("'s", "").replace(".", "")
-    return re.sub(r"[^a-z0-9']+", " ", text.replace(",", ""))
-
-
-def missing_facts(sentence: str, evidence_text: str, question: str = "") -> list[str]:
-    """The names and numbers of `sentence` that appear neither in `evidence_text` nor in the
-    question (a name the user gave is not one the model invented)."""
-    norm = _normalise(evidence_text)
-    words = set(norm.split())
-    asked = set(_normalise(question).split())
-    missing = []
-    for fact in key_facts(sentence, question):
-        key = _normalise(fact).strip()
-        if not key or key in asked:
-            continue
-        if key.isdigit() and any(w.startswith(key) and w[len(key) :].isalpha() for w in words):
-            continue  # "28.7" in "£28.7m", "200" in "200m"
-        alternatives = {key, _WORD_NUMBERS.get(key, key), _NUMBER_WORDS.get(key, key)}
-        if any(alt in words or f" {alt} " in f" {norm} " for alt in alternatives):
-            continue
-        # "Indian" for "India", "Pakistani" for "Pakistan": allow a shared stem.
-        stem = key[: max(5, len(key) - 2)] if len(key) >= 6 else None
-        if any(
-            (stem and w.startswith(stem))
-            or (len(key) >= 4 and w.startswith(key) and len(w) <= len(key) + 3)
-            for w in words
-        ):
-            continue
-        missing.append(fact)
-    return missing
-
-
 class _ModelRefused(Exception):
     """The reply holds a sentence that is only a refusal: the model says it has no answer."""
-
-
-_COUNTED = re.compile(r"\b(\d{1,2}|[A-Za-z]+)\s+([A-Za-z]{3,})")
-
-
-def _counted_nouns(sentence: str) -> list[tuple[str, str]]:
-    """(small number, the word right after it): "Two aircraft" -> ("2", "aircra").
-
-    Only numbers under 100: a large specific figure ("155,465") does not turn up by chance,
-    but "two" or "3" appear in almost any evidence.
-    """
-    pairs = []
-    for match in _COUNTED.finditer(sentence):
-        word, noun = match.group(1).lower(), match.group(2).lower()
-        number = word if word.isdigit() else _WORD_NUMBERS.get(word)
-        if number and number.isdigit() and int(number) < 100 and noun not in _EMPTY_WORDS:
-            pairs.append((number, noun[:6]))
-    return pairs
-
-
-def miscounted(sentence: str, evidence_text: str) -> list[str]:
-    """Numbers that occur in the evidence, but never near the thing the sentence counts.
-
-    "Two aircraft were shot down" passes a bare check when the evidence says "the two
-    neighbours"; here "two" must stand within a few words of "aircraft".
-    """
-    words = _normalise(evidence_text).split()
-    bad = []
-    for number, noun in _counted_nouns(sentence):
-        spots = [i for i, w in enumerate(words) if w == number or _WORD_NUMBERS.get(w) == number]
-        if spots and not any(
-            any(w.startswith(noun) for w in words[max(0, i - 4) : i + 5]) for i in spots
-        ):
-            bad.append(f"{number} {noun}…")
-    return bad
-
-
-def unsupported_facts(answer: Answer) -> list[str]:
-    """Names and numbers in a final answer that its own cited passages do not contain."""
-    if answer.refused:
-        return []
-    quotes = {c.n: c.quote for c in answer.citations}
-    missing: list[str] = []
-    for start, end in split_sentences(answer.answer):
-        sentence = answer.answer[start:end]
-        cited = " ".join(quotes.get(int(n), "") for n in re.findall(r"\[(\d+)\]", sentence))
-        text = _MARKERS.sub("", sentence)
-        missing += missing_facts(text, cited, answer.question) + miscounted(text, cited)
-    return missing
 
 
 def _parse(raw: str, valid: set[int]) -> list[_Sentence]:
@@ -253,11 +97,11 @@ def _parse(raw: str, valid: set[int]) -> list[_Sentence]:
         piece = text[start:end]
         cites = [
             int(n)
-            for group in _MARKERS.findall(piece)
+            for group in MARKERS.findall(piece)
             for n in re.split(r"[,;]", group)
             if int(n) in valid
         ]
-        clean = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(_MARKERS.sub("", piece).split()))
+        clean = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(MARKERS.sub("", piece).split()))
         trimmed = _trim_refusal(strip_meta(clean))
         if clean and not trimmed:
             raise _ModelRefused(clean)
@@ -270,7 +114,7 @@ def _parse(raw: str, valid: set[int]) -> list[_Sentence]:
 class Verifier:
     """Turns the model's raw reply plus the evidence into a checked, cited `Answer`."""
 
-    def __init__(self, embeddings: Embeddings, support_threshold: float = 0.45) -> None:
+    def __init__(self, embeddings: SentenceEncoder, support_threshold: float = 0.45) -> None:
         self.embeddings = embeddings
         self.support_threshold = support_threshold
 
@@ -313,14 +157,15 @@ class Verifier:
         vectors = np.asarray(
             self.embeddings.embed_documents(sentences + [e.text for e in evidence])
         )
-        return vectors[: len(sentences)] @ vectors[len(sentences) :].T
+        sims: np.ndarray = vectors[: len(sentences)] @ vectors[len(sentences) :].T
+        return sims
 
     def _support(
         self,
         sentence: _Sentence,
         sims: np.ndarray,
         evidence: list[Evidence],
-        by_n: dict,
+        by_n: dict[int, Evidence],
         question: str,
     ) -> str | None:
         """Fix the sentence's citations in place; return why it is unsupported, or None."""
@@ -361,14 +206,14 @@ class Verifier:
         return None
 
 
-def _asked(question: str, passages: list[int], by_n: dict) -> str:
+def _asked(question: str, passages: list[int], by_n: dict[int, Evidence]) -> str:
     """The question, whose names may stand in for names the passages lack ("UK" in the
     question, not in the passage about UK visa officers), if the passages are about it."""
     return question if max(by_n[n].score for n in passages) >= ASKED_WORDS_MIN_SCORE else ""
 
 
 def _cover(
-    sentence: str, pool: list[int], cited: list[int], by_n: dict, question: str
+    sentence: str, pool: list[int], cited: list[int], by_n: dict[int, Evidence], question: str
 ) -> tuple[list[int], list[str]]:
     """Passages of `pool` (the already cited ones first) that hold the sentence's names and
     numbers, and the names still missing."""
@@ -408,7 +253,9 @@ def to_citation(n: int, e: Evidence) -> Citation:
     return Citation(n=n, source=e.source, title=e.title, quote=e.text, start=e.start, end=e.end)
 
 
-def _render(question: str, kept: list[_Sentence], by_n: dict, removed: list[str]) -> Answer:
+def _render(
+    question: str, kept: list[_Sentence], by_n: dict[int, Evidence], removed: list[str]
+) -> Answer:
     renumber: dict[int, int] = {}
     parts = []
     for sentence in kept:

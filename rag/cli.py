@@ -8,33 +8,28 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rag.errors import RagError
 
+if TYPE_CHECKING:
+    from rag.chain import QA
+    from rag.schema import Answer
+    from rag.settings import Settings
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
-# Everything runs offline: never let a library try a model hub or send telemetry.
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "TRANSFORMERS_VERBOSITY": "error",
-    "TOKENIZERS_PARALLELISM": "false",
-    "ANONYMIZED_TELEMETRY": "False",
-    "GRADIO_ANALYTICS_ENABLED": "False",
-}
-
-
 def _offline_env() -> None:
+    from rag.settings import OFFLINE_ENV
+
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
 
 
-def _settings(**overrides):
+def _settings(**overrides: Any) -> Settings:
     from pydantic import ValidationError
 
     from rag.errors import SettingsError
@@ -92,7 +87,7 @@ def ingest(
         )
 
 
-def format_answer(answer) -> str:
+def format_answer(answer: Answer) -> str:
     """Answer text followed by its numbered sources (or, on a refusal, the closest passages)."""
     lines = [answer.answer]
     for heading, cites, mark in (
@@ -114,16 +109,18 @@ def ask(
     store: Annotated[Path | None, typer.Option(help="Index folder [default: data/chroma].")] = None,
 ) -> None:
     """Answer a question from the indexed articles, with numbered citations."""
-    from rag.chain import clean_question
     from rag.pipeline import build_qa
+    from rag.questions import Query
 
     try:
         settings = _settings(store_dir=store)
-        if question is not None:  # a bad question fails before the models load
-            clean_question(question, settings.max_question_chars)
+        # A bad question fails before the models load.
+        query = (
+            None if question is None else Query.parse(question, None, settings.max_question_chars)
+        )
         qa = build_qa(settings)
-        if question is not None:
-            answer = qa.ask(question)
+        if query is not None:
+            answer = qa.ask(query)
             print(
                 json.dumps(answer.to_json_dict(), ensure_ascii=not _utf8_stdout())
                 if as_json
@@ -139,7 +136,7 @@ def ask(
     _interactive(qa)
 
 
-def _interactive(qa) -> None:
+def _interactive(qa: QA) -> None:
     from rag.chain import warm_quietly
 
     typer.echo("Ask about the articles (an empty line or Ctrl-D quits; 'new' starts over).")
@@ -153,8 +150,8 @@ def _interactive(qa) -> None:
         warming.join()
 
 
-def _chat_loop(qa) -> None:
-    from rag.schema import Answer
+def _chat_loop(qa: QA) -> None:
+    from rag.schema import Answer, Retry, Token
 
     history: list[tuple[str, str]] = []
     while True:
@@ -169,13 +166,14 @@ def _chat_loop(qa) -> None:
             history = []
             continue
         try:
-            for part in qa.stream(question, history):
-                if isinstance(part, Answer):
-                    typer.echo("\n\n" + format_answer(part))
-                    history.append((question, part.answer))
-                else:
-                    # RETRY_MARK: the model refused despite good evidence and is asked again
-                    typer.echo(" …" if part == "\f" else part, nl=False)
+            for event in qa.stream(question, history):
+                if isinstance(event, Token):
+                    typer.echo(event.text, nl=False)
+                elif isinstance(event, Retry):  # refused despite good evidence: asked again
+                    typer.echo(" …", nl=False)
+                elif isinstance(event, Answer):
+                    typer.echo("\n\n" + format_answer(event))
+                    history.append((question, event.answer))
         except RagError as exc:
             typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
 
@@ -186,7 +184,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [default: 7860].")] = None,
 ) -> None:
     """Serve the chat page (/), the embeddable widget (/widget) and the REST API (/api, /docs)."""
-    from rag.server import serve as run_server
+    from ui.server import serve as run_server  # the CLI is the composition root
 
     try:
         run_server(_settings(host=host, port=port))
@@ -251,19 +249,14 @@ def evaluate(
     evaluation.write_results(out, metrics, results)
     typer.echo(evaluation.report(metrics, results))
     typer.echo(f"\nResults written to {out}")
-    checks = {
+    floors = {
         "hit@5": min_hit,
         "expected_article_cited": min_cited,
         "key_facts_present": min_facts,
         "refusal_accuracy": min_refusal,
     }
-    failed = [
-        f"{name} {metrics[name]} < {floor}"
-        for name, floor in checks.items()
-        if metrics[name] is not None and metrics[name] < floor
-    ]
-    if failed or metrics["unsupported_names_or_numbers"]:
-        _fail("quality below the thresholds: " + "; ".join(failed or ["unsupported facts shown"]))
+    if failed := evaluation.below_floors(metrics, floors):
+        _fail("quality below the thresholds: " + "; ".join(failed))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -271,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     _offline_env()
     for stream in (sys.stdout, sys.stderr):  # a file name or answer the terminal cannot show
         with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     app(args=argv if argv is not None else sys.argv[1:], prog_name="rag")
 
 

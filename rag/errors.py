@@ -45,3 +45,27 @@ class ModelError(RagError):
 
 class QuestionError(RagError):
     """The question cannot be answered as asked (empty, too long, ...)."""
+
+
+class ModelLoadingError(RagError):
+    """The model is still loading; the request can be repeated in a few seconds."""
+
+    retry_after = 5
+
+
+class BusyError(RagError):
+    """Too many requests are already waiting for the model."""
+
+    retry_after = 10
+
+
+class RateLimitError(RagError):
+    """This client asked more questions per minute than the server allows."""
+
+    def __init__(self, message: str, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthError(RagError):
+    """The request lacks the API token the server requires (or sends a wrong one)."""

@@ -13,12 +13,17 @@ import json
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rag.citations import unsupported_facts
+from rag.claims import unsupported_facts
 from rag.errors import RagError
+from rag.schema import Evidence
+
+if TYPE_CHECKING:
+    from rag.chain import QA
 
 
 @dataclass
@@ -70,7 +75,9 @@ def load_cases(path: Path) -> list[Case]:
     return cases
 
 
-def _case(row: dict, case_id: str, conversation: str | None = None, turn: int = 0) -> Case:
+def _case(
+    row: dict[str, Any], case_id: str, conversation: str | None = None, turn: int = 0
+) -> Case:
     return Case(
         id=case_id,
         question=row["question"],
@@ -100,7 +107,7 @@ def _fact_present(fact: str | list[str], answer: str) -> bool:
     return any(option.lower() in answer.lower() for option in options)
 
 
-def run_cases(qa, cases: list[Case], progress: bool = True) -> list[CaseResult]:
+def run_cases(qa: QA, cases: list[Case], progress: bool = True) -> list[CaseResult]:
     """Ask every case through `qa` (a `rag.chain.QA`); conversations carry their history."""
     results: list[CaseResult] = []
     history: dict[str, list[tuple[str, str]]] = {}
@@ -145,7 +152,9 @@ def run_cases(qa, cases: list[Case], progress: bool = True) -> list[CaseResult]:
     return results
 
 
-def run_retrieval(retriever, cases: list[Case], k: int = 5) -> dict[str, Any]:
+def run_retrieval(
+    retriever: Callable[[str], list[Evidence]], cases: list[Case], k: int = 5
+) -> dict[str, Any]:
     """Retrieval alone, no LLM: is the expected article among the evidence, and are the key
     facts in the evidence text? Follow-up turns are left out (they need the LLM's rewrite)."""
     asked = [c for c in cases if not c.unanswerable and c.turn == 0]
@@ -166,8 +175,7 @@ def run_retrieval(retriever, cases: list[Case], k: int = 5) -> dict[str, Any]:
             missed.append(case.id)
     return {
         "questions": len(asked),
-        f"hit@{k}": _ratio(sum(r is not None for r in ranks), len(ranks)),
-        "mrr": round(sum(1 / r for r in ranks if r) / len(ranks), 3) if ranks else None,
+        **_rank_metrics(ranks, k),
         "key_facts_in_evidence": _ratio(facts, len(asked)),
         "retrieval_p50_ms": round(statistics.median(seconds) * 1000, 1) if seconds else None,
         "retrieval_p95_ms": round(_percentile(seconds, 95) * 1000, 1) if seconds else None,
@@ -192,8 +200,7 @@ def summarise(cases: list[Case], results: list[CaseResult], k: int = 5) -> dict[
         "questions": len(results),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
-        f"hit@{k}": _ratio(sum(r is not None for r in ranks), len(ranks)),
-        "mrr": round(sum(1 / r for r in ranks if r) / len(ranks), 3) if ranks else None,
+        **_rank_metrics(ranks, k),
         "expected_article_cited": _ratio(
             sum(any(s in c.sources for s in r.cited) for c, r in answerable), len(answerable)
         ),
@@ -207,6 +214,26 @@ def summarise(cases: list[Case], results: list[CaseResult], k: int = 5) -> dict[
         "unsupported_names_or_numbers": sum(len(r.unsupported_facts) for r in results),
         "latency_p50_s": round(statistics.median(seconds), 2) if seconds else None,
         "latency_p95_s": round(_percentile(seconds, 95), 2) if seconds else None,
+    }
+
+
+def below_floors(metrics: dict[str, Any], floors: dict[str, float]) -> list[str]:
+    """What falls below its floor ("hit@5 0.8 < 0.9"), and any unsupported fact shown."""
+    failed = [
+        f"{name} {metrics[name]} < {floor}"
+        for name, floor in floors.items()
+        if metrics.get(name) is not None and metrics[name] < floor
+    ]
+    if metrics.get("unsupported_names_or_numbers"):
+        failed.append("unsupported facts shown")
+    return failed
+
+
+def _rank_metrics(ranks: list[int | None], k: int) -> dict[str, float | None]:
+    """hit@k and mean reciprocal rank of the expected article's ranks (None: not found)."""
+    return {
+        f"hit@{k}": _ratio(sum(r is not None for r in ranks), len(ranks)),
+        "mrr": round(sum(1 / r for r in ranks if r) / len(ranks), 3) if ranks else None,
     }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rag.chunking import chunk_article
 from rag.errors import ArticleError, CorpusError
@@ -57,31 +59,10 @@ def ingest(
     started = time.perf_counter()
     files, unlisted = scan_corpus(corpus_dir)
     if not files:
-        if unlisted:
-            folders = "; ".join(f"{folder}/ ({reason})" for folder, reason in unlisted)
-            raise CorpusError(
-                f"No articles could be listed in {corpus_dir}: {folders}. Give the user running "
-                "`rag ingest` read access to those folders (chmod a+rx). "
-                "(The existing index, if any, was left as it is.)"
-            )
-        raise CorpusError(
-            f"No articles in {corpus_dir}. Put .txt, .md, .html or .pdf files there and run "
-            "`rag ingest` again. (The existing index, if any, was left as it is.)"
-        )
+        raise _nothing_to_ingest(corpus_dir, unlisted)
     report = IngestReport()
     stored = index.article_states()
-    present: set[str] = set()
-    for folder, reason in unlisted:
-        # Its files are unknown this run: keep what the index holds for them.
-        kept = [s for s in stored if s.startswith(f"{folder}/")]
-        present.update(kept)
-        report.skipped.append(
-            (
-                f"{folder}/",
-                f"{folder}/: the folder cannot be listed ({reason}); its {len(kept)} indexed "
-                "articles were kept. Give the user running `rag ingest` read access (chmod a+rx).",
-            )
-        )
+    present = _keep_unlisted(unlisted, stored, report)
     first_seen: dict[str, str] = {}  # sha256 -> source, to catch the same article twice
     pending: list[tuple[Article, list[Chunk]]] = []
 
@@ -94,15 +75,9 @@ def ingest(
     for path in _progress(files, enabled=progress):
         source = source_name(path, corpus_dir)
         present.add(source)
-        try:
-            article = load_article(path, corpus_dir, max_bytes)
-        except ArticleError as exc:
-            # Keep what the index already holds for it: a passing read error must lose nothing.
-            report.skipped.append((printable(source), str(exc)))
-            continue
-        except Exception as exc:  # a parser failing on a hostile file must not stop the run
-            report.skipped.append((printable(source), _unexpected(source, exc)))
-            continue
+        article = _read(path, corpus_dir, max_bytes, report)
+        if article is None:
+            continue  # skipped: what the index holds for it is kept
         if article.sha256 in first_seen:
             report.skipped.append(
                 (source, f"{source}: same text as {first_seen[article.sha256]}; indexed once.")
@@ -130,6 +105,51 @@ def ingest(
     return report
 
 
+def _nothing_to_ingest(corpus_dir: Path, unlisted: list[tuple[str, str]]) -> CorpusError:
+    if unlisted:
+        folders = "; ".join(f"{folder}/ ({reason})" for folder, reason in unlisted)
+        return CorpusError(
+            f"No articles could be listed in {corpus_dir}: {folders}. Give the user running "
+            "`rag ingest` read access to those folders (chmod a+rx). "
+            "(The existing index, if any, was left as it is.)"
+        )
+    return CorpusError(
+        f"No articles in {corpus_dir}. Put .txt, .md, .html or .pdf files there and run "
+        "`rag ingest` again. (The existing index, if any, was left as it is.)"
+    )
+
+
+def _keep_unlisted(
+    unlisted: list[tuple[str, str]], stored: dict[str, dict[str, Any]], report: IngestReport
+) -> set[str]:
+    """The indexed articles of folders that could not be listed: their files are unknown this
+    run, so what the index holds for them is kept (and reported)."""
+    present: set[str] = set()
+    for folder, reason in unlisted:
+        kept = [s for s in stored if s.startswith(f"{folder}/")]
+        present.update(kept)
+        report.skipped.append(
+            (
+                f"{folder}/",
+                f"{folder}/: the folder cannot be listed ({reason}); its {len(kept)} indexed "
+                "articles were kept. Give the user running `rag ingest` read access (chmod a+rx).",
+            )
+        )
+    return present
+
+
+def _read(path: Path, corpus_dir: Path, max_bytes: int, report: IngestReport) -> Article | None:
+    """The article, or None with the reason in the report (a passing read error loses nothing)."""
+    source = source_name(path, corpus_dir)
+    try:
+        return load_article(path, corpus_dir, max_bytes)
+    except ArticleError as exc:
+        report.skipped.append((printable(source), str(exc)))
+    except Exception as exc:  # a parser failing on a hostile file must not stop the run
+        report.skipped.append((printable(source), _unexpected(source, exc)))
+    return None
+
+
 def _unexpected(source: str, exc: Exception) -> str:
     return (
         f"{printable(source)}: could not be read ({type(exc).__name__}: {exc}). "
@@ -137,9 +157,10 @@ def _unexpected(source: str, exc: Exception) -> str:
     )
 
 
-def _progress(files: list[Path], enabled: bool):
+def _progress(files: list[Path], enabled: bool) -> Iterable[Path]:
     if not enabled or len(files) < 50:
         return files
     from tqdm import tqdm
 
-    return tqdm(files, unit="article", desc="Ingesting")
+    bar: Iterable[Path] = tqdm(files, unit="article", desc="Ingesting")
+    return bar

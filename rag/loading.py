@@ -307,7 +307,7 @@ def _parse_html(html: str) -> tuple[str, str, dict[str, str]]:
         tag.decompose()
     meta: dict[str, str] = {}
     for tag in soup.find_all("meta"):
-        key = (tag.get("name") or tag.get("property") or "").lower().removeprefix("og:")
+        key = str(tag.get("name") or tag.get("property") or "").lower().removeprefix("og:")
         key = {"site_name": "outlet", "article:published_time": "date"}.get(key, key)
         if key in _META_KEYS and tag.get("content"):
             meta[key] = " ".join(str(tag["content"]).split())[:_META_MAX_CHARS]

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from rag.chain import QA
+    from rag.embeddings import SentenceEncoder
+    from rag.indexing import IngestReport
+    from rag.keywords import KeywordIndex
+    from rag.retrieval import Retriever
+    from rag.store import Index
 
 
 def fingerprint(settings: Settings) -> dict[str, str]:
@@ -15,7 +27,9 @@ def fingerprint(settings: Settings) -> dict[str, str]:
     }
 
 
-def open_index_for(settings: Settings, embeddings=None, *, create: bool = False):
+def open_index_for(
+    settings: Settings, embeddings: SentenceEncoder | None = None, *, create: bool = False
+) -> Index:
     """Open (or create) the index described by `settings`; returns an `Index`."""
     from rag.embeddings import make_embeddings
     from rag.store import open_index
@@ -24,7 +38,7 @@ def open_index_for(settings: Settings, embeddings=None, *, create: bool = False)
     return open_index(settings, embeddings, fingerprint(settings), create=create)
 
 
-def run_ingest(settings: Settings, *, rebuild: bool = False, progress: bool = True):
+def run_ingest(settings: Settings, *, rebuild: bool = False, progress: bool = True) -> IngestReport:
     """Bring the index in line with `settings.corpus_dir`; returns an `IngestReport`.
 
     With `rebuild` (or when the index was made by an older version of rag), everything is
@@ -54,7 +68,7 @@ def run_ingest(settings: Settings, *, rebuild: bool = False, progress: bool = Tr
     return report
 
 
-def _ingest_into(settings: Settings, index, progress: bool):
+def _ingest_into(settings: Settings, index: Index, progress: bool) -> IngestReport:
     from rag.indexing import ingest
 
     return ingest(
@@ -67,7 +81,7 @@ def _ingest_into(settings: Settings, index, progress: bool):
     )
 
 
-def _rebuild(settings: Settings, embeddings, progress: bool):
+def _rebuild(settings: Settings, embeddings: SentenceEncoder, progress: bool) -> IngestReport:
     from rag.store import drop_index, replace_collection
 
     building = settings.model_copy(update={"collection": f"{settings.collection}-rebuild"})
@@ -77,7 +91,12 @@ def _rebuild(settings: Settings, embeddings, progress: bool):
     return report
 
 
-def make_retriever(settings: Settings, index, embeddings, keyword_index=None):
+def make_retriever(
+    settings: Settings,
+    index: Index,
+    embeddings: SentenceEncoder,
+    keyword_index: KeywordIndex | None = None,
+) -> Retriever:
     """A Retriever over `index` with the evidence limits from `settings`."""
     from rag.retrieval import Retriever
 
@@ -93,10 +112,10 @@ def make_retriever(settings: Settings, index, embeddings, keyword_index=None):
     )
 
 
-def build_retriever(settings: Settings, embeddings=None):
+def build_retriever(settings: Settings, embeddings: SentenceEncoder | None = None) -> Retriever:
     """Open the index and build its Retriever (with BM25 when `settings.hybrid`)."""
     from rag.embeddings import make_embeddings
-    from rag.retrieval import KeywordIndex
+    from rag.keywords import KeywordIndex
 
     embeddings = embeddings or make_embeddings(settings)
     index = open_index_for(settings, embeddings)
@@ -105,7 +124,11 @@ def build_retriever(settings: Settings, embeddings=None):
     )
 
 
-def build_qa(settings: Settings, llm=None, embeddings=None):
+def build_qa(
+    settings: Settings,
+    llm: BaseChatModel | None = None,
+    embeddings: SentenceEncoder | None = None,
+) -> QA:
     """Build the question-answering pipeline (`QA`); loads the embedding model and the LLM."""
     from rag.chain import QA
     from rag.citations import Verifier

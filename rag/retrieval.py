@@ -8,115 +8,16 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 
+from rag.embeddings.base import SentenceEncoder
+from rag.keywords import KeywordIndex
 from rag.schema import Evidence
 from rag.store import Index, unpack_spans, unpack_vectors
-
-
-def _stem(words: list[str]) -> list[str]:
-    # A crude prefix stemmer: "mediate"/"mediation", "president"/"presidential" meet.
-    # (bm25s calls it on the whole vocabulary at once.)
-    return [word[:6] for word in words]
-
-
-class KeywordIndex:
-    """BM25 over every chunk in the index (bm25s), to catch exact words dense search misses.
-
-    It keeps only chunk ids and the BM25 statistics in memory, and reads hit chunks back from
-    the store, so a chunk deleted since it was built never comes back. When the store changes
-    (another process ran `rag ingest`), it is rebuilt in the background.
-    """
-
-    CHECK_EVERY = 10.0  # seconds between checks whether the store changed
-
-    def __init__(self, index: Index) -> None:
-        import bm25s
-
-        self._bm25s = bm25s
-        self.index = index
-        self._lock = threading.Lock()
-        self._rebuilding = False
-        self._checked = time.monotonic()
-        self._state = self._build()
-
-    def _build(self) -> tuple[list[str], Any]:
-        ids: list[str] = []
-        texts: list[str] = []
-        offset, page_size = 0, 5000
-        while True:
-            page = self.index.collection.get(include=["documents"], limit=page_size, offset=offset)
-            ids += page["ids"]
-            texts += page["documents"]
-            if len(page["ids"]) < page_size:
-                break
-            offset += page_size
-        bm25 = self._bm25s.BM25()
-        if ids:
-            bm25.index(self._tokenize(texts), show_progress=False)
-        return ids, bm25
-
-    def _tokenize(self, texts: list[str]):
-        return self._bm25s.tokenize(texts, stopwords="en", stemmer=_stem, show_progress=False)
-
-    def follow(self, index: Index) -> None:
-        """Read from `index` (a fresh view of the store) from now on, and rebuild from it."""
-        self.index = index
-        self._refresh_if_stale(stale=True)
-
-    def search(self, query: str, k: int) -> list[Document]:
-        """The `k` best chunks for `query` by BM25 (fewer if fewer match at all)."""
-        ids, bm25 = self._state
-        found: list[str] = []
-        if ids:
-            hits, scores = bm25.retrieve(
-                self._tokenize([query]), k=min(k, len(ids)), show_progress=False
-            )
-            found = [ids[i] for i, score in zip(hits[0], scores[0], strict=True) if score > 0]
-        docs = get_documents(self.index, found)
-        self._refresh_if_stale(stale=len(docs) < len(found))
-        return docs
-
-    def _refresh_if_stale(self, stale: bool) -> None:
-        now = time.monotonic()
-        if not stale and now - self._checked < self.CHECK_EVERY:
-            return
-        self._checked = now
-        if not stale and self.index.count_chunks() == len(self._state[0]):
-            return
-        with self._lock:
-            if self._rebuilding:
-                return
-            self._rebuilding = True
-
-        def rebuild() -> None:
-            try:
-                self._state = self._build()
-            finally:
-                self._rebuilding = False
-
-        threading.Thread(target=rebuild, name="rag-bm25", daemon=True).start()
-
-
-def get_documents(index: Index, ids: list[str]) -> list[Document]:
-    """The chunks with these ids, in that order; ids no longer in the store are left out."""
-    if not ids:
-        return []
-    page = index.collection.get(ids=ids, include=["documents", "metadatas"])
-    by_id = {
-        i: (text, meta)
-        for i, text, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
-    }
-    return [
-        Document(page_content=by_id[i][0], metadata=by_id[i][1], id=i) for i in ids if i in by_id
-    ]
 
 
 def _key(doc: Document) -> tuple[str, int]:
@@ -206,7 +107,7 @@ class Retriever:
     def __init__(
         self,
         index: Index,
-        embeddings: Embeddings,
+        embeddings: SentenceEncoder,
         *,
         top_k: int = 6,
         max_sentences: int = 5,
@@ -267,6 +168,13 @@ class Retriever:
             + WEIGHTS[1] * np.asarray([s.chunk_score for s in sentences])
             + WEIGHTS[2] * keyword_overlap(question, [s.text for s in sentences])
         )
+        return _numbered(self._choose(sentences, scores))
+
+    def _choose(
+        self, sentences: list[_Sentence], scores: np.ndarray
+    ) -> list[tuple[_Sentence, float]]:
+        """The best sentences within the floors, the count and the character budget, each
+        lightly edited copy of a sentence left out."""
         ranked = sorted(range(len(sentences)), key=lambda i: -scores[i])
         # Passages far below the best match are filler the LLM must still read (~70 tokens/s
         # on two cores), so they go: on the dev set every key fact scored >= 0.71 of the best.
@@ -286,18 +194,9 @@ class Retriever:
             chosen.append((sentence, float(scores[i])))
             words.append(bag)
             used += len(sentence.text)
-        # An article's passages go together (best article first, best passage first within
-        # it), so the prompt names each article once (`rag.prompts.format_evidence`).
-        first: dict[str, int] = {}
-        for rank, (s, _) in enumerate(chosen):
-            first.setdefault(s.source, rank)
-        chosen.sort(key=lambda item: first[item[0].source])  # stable: score order within
-        return [
-            Evidence(n, s.source, s.title, s.start, s.end, s.text, round(score, 4))
-            for n, (s, score) in enumerate(chosen, start=1)
-        ]
+        return chosen
 
-    def _sentences(self, hits, dim: int) -> list[_Sentence]:
+    def _sentences(self, hits: list[tuple[Document, float]], dim: int) -> list[_Sentence]:
         """The hit chunks' sentences with article-level spans and stored vectors, deduplicated."""
         seen: set[tuple[str, int]] = set()
         seen_text: set[str] = set()
@@ -329,3 +228,17 @@ class Retriever:
                     )
                 )
         return out
+
+
+def _numbered(chosen: list[tuple[_Sentence, float]]) -> list[Evidence]:
+    """Evidence numbered from 1, an article's passages together (best article first, best
+    passage first within it), so the prompt names each article once
+    (`rag.prompts.format_evidence`)."""
+    first: dict[str, int] = {}
+    for rank, (s, _) in enumerate(chosen):
+        first.setdefault(s.source, rank)
+    chosen = sorted(chosen, key=lambda item: first[item[0].source])  # stable: score order within
+    return [
+        Evidence(n, s.source, s.title, s.start, s.end, s.text, round(score, 4))
+        for n, (s, score) in enumerate(chosen, start=1)
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -68,6 +69,25 @@ class Answer(BaseModel):
         description="On a refusal: the passages that came closest, so the reader can check.",
     )
 
-    def to_json_dict(self) -> dict:
+    def to_json_dict(self) -> dict[str, Any]:
         """The stable JSON contract shared by `rag ask --json` and `POST /api/ask`."""
         return self.model_dump()
+
+
+# ---- what the pipeline yields while it answers (`rag.chain.QA.stream`) ---------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of the model's reply as it is generated (not yet checked)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """The model refused although the evidence matched well: the tokens so far are void, and
+    a second try, without the refusal option, follows."""
+
+
+Event = Token | Retry | Answer  # an answer's stream ends with exactly one Answer

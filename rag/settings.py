@@ -8,6 +8,18 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Everything runs offline: no library may try a model hub or send telemetry. The entry points
+# (`rag`, the tests, the benchmarks) put these in the environment before importing libraries.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+    "ANONYMIZED_TELEMETRY": "False",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+}
+
 
 class Settings(BaseSettings):
     """Every knob of the pipeline. Library code receives this object; it never reads os.environ."""

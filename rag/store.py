@@ -23,9 +23,10 @@ from rag.schema import Article, Chunk
 
 if TYPE_CHECKING:
     import chromadb
+    from chromadb.api import ClientAPI
     from langchain_chroma import Chroma
-    from langchain_core.embeddings import Embeddings
 
+    from rag.embeddings.base import SentenceEncoder
     from rag.settings import Settings
 
 SCHEMA_VERSION = "2"  # 2: each chunk carries its sentences' spans and vectors
@@ -33,7 +34,7 @@ _MAX_BATCH = 4000  # below Chroma's per-call limit
 _BULKY = ("article_text", "sentences", "sentence_vectors")  # metadata not needed in listings
 
 
-def make_client(settings: Settings) -> chromadb.ClientAPI:
+def make_client(settings: Settings) -> ClientAPI:
     """An embedded on-disk Chroma, or a Chroma server when `chroma_host` is set."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -117,7 +118,7 @@ class Index:
     """
 
     chunks: Chroma
-    embeddings: Embeddings
+    embeddings: SentenceEncoder
     stamp_file: Path | None = None  # None on a Chroma server, which is always current
     reopen_with: Callable[[], Index] | None = None
 
@@ -166,7 +167,7 @@ class Index:
         )
         if not page["ids"]:
             return None
-        meta = page["metadatas"][0]
+        meta = (page["metadatas"] or [{}])[0]
         return str(meta["title"]), str(meta["article_text"])
 
     def count_chunks(self) -> int:
@@ -212,20 +213,23 @@ class Index:
                 ids=[ids[j] for j in part],
                 documents=[texts[j] for j in part],
                 metadatas=[metas[j] for j in part],
-                embeddings=[vectors[j] for j in part],
+                embeddings=[vectors[j] for j in part],  # type: ignore[arg-type]
             )
         self._touch()
 
     def delete_chunks(self, sources: list[str]) -> None:
         """Remove every chunk of these articles."""
         if sources:
-            self.collection.delete(where={"source": {"$in": sources}})
+            where: Any = {"source": {"$in": sources}}
+            self.collection.delete(where=where)
             self._touch()
 
     remove = delete_chunks
 
 
-def embed_chunks(embeddings: Embeddings, texts: list[str]) -> tuple[list, list[dict[str, str]]]:
+def embed_chunks(
+    embeddings: SentenceEncoder, texts: list[str]
+) -> tuple[list[list[float]], list[dict[str, str]]]:
     """Chunk vectors, plus for each chunk the metadata of its sentences: their spans in the chunk
     ("sentences") and their vectors ("sentence_vectors"), pooled over the sentence and the one
     before it, from the chunk's own forward pass (see `rag.embeddings`)."""
@@ -277,7 +281,7 @@ def article_id(source: str) -> str:
 
 
 def open_index(
-    settings: Settings, embeddings: Embeddings, fingerprint: dict[str, str], *, create: bool
+    settings: Settings, embeddings: SentenceEncoder, fingerprint: dict[str, str], *, create: bool
 ) -> Index:
     """Open the index; with create=False a missing index raises IndexMissingError with the fix.
 
@@ -296,7 +300,7 @@ def open_index(
     client = make_client(settings)
     where = index_location(settings)
     meta = {"schema": SCHEMA_VERSION, **fingerprint}
-    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    names = {getattr(c, "name", c) for c in client.list_collections()}  # names or objects
     chunk_name = settings.collection
     if not create and chunk_name not in names:
         raise IndexMissingError(
@@ -309,7 +313,7 @@ def open_index(
         embedding_function=embeddings,
         client=client,
         collection_metadata=meta,
-        collection_configuration=config,
+        collection_configuration=config,  # type: ignore[arg-type]  # a TypedDict
     )
     stored = dict(chunks._collection.metadata or {})
     mismatched = {k: (stored.get(k), v) for k, v in meta.items() if stored.get(k) != v}
@@ -337,8 +341,8 @@ def open_index(
     )
 
 
-def _reopen(settings: Settings, embeddings: Embeddings, fingerprint: dict[str, str]) -> Index:
-    from chromadb.api.client import SharedSystemClient
+def _reopen(settings: Settings, embeddings: SentenceEncoder, fingerprint: dict[str, str]) -> Index:
+    from chromadb.api.client import SharedSystemClient  # type: ignore[attr-defined]
 
     # chromadb shares one in-memory system per path; forget it so the new client reads the
     # files afresh (clients already handed out keep working on the old one).

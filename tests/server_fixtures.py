@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import socket
 import subprocess
@@ -15,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.conftest import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -32,18 +33,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def server_env(**settings: str) -> dict[str, str]:
     """The environment for a child process: no inherited RAG_* settings, offline, plus these."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        ANONYMIZED_TELEMETRY="False",
-        GRADIO_ANALYTICS_ENABLED="False",
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update({f"RAG_{k.upper()}": v for k, v in settings.items()})
-    return env
+    return child_env(**{f"RAG_{k.upper()}": v for k, v in settings.items()})
 
 
 def ingested_store(corpus: Path = CORPUS) -> Path:

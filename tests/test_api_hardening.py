@@ -17,6 +17,8 @@ import pytest
 
 from tests.server_fixtures import Server, ingested_store, ready_server
 
+pytestmark = pytest.mark.models  # real `rag` processes, real models
+
 TOKEN = "hardening-token-51c0"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LIMIT_KB = 64

@@ -14,18 +14,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import AIMessage
 
-from rag.chain import QA, clean_question
+from rag.chain import QA
 from rag.chunking import split_sentences
-from rag.citations import Verifier, unsupported_facts
+from rag.citations import Verifier
+from rag.claims import unsupported_facts
 from rag.errors import QuestionError
 from rag.indexing import ingest
 from rag.pipeline import open_index_for
 from rag.prompts import ANSWER_SYSTEM, REFUSAL
+from rag.questions import clean_question
 from rag.retrieval import Retriever
-from tests.conftest import BBC, ROOT, check_consistent, run_rag
-from tests.test_chain import RecordingFake
+from tests.conftest import BBC, check_consistent, child_env, fake_chat, run_rag
 from tests.test_loading import _minimal_pdf
 
 GOOD = "good.txt"
@@ -269,7 +269,7 @@ def test_markup_in_a_question_stays_plain_text():
 
 
 def _fake_qa(seed_index, embeddings, replies):
-    llm = RecordingFake(messages=iter([AIMessage(content=r) for r in replies]), prompts=[])
+    llm = fake_chat(*replies)
     return QA(Retriever(seed_index, embeddings), llm, Verifier(embeddings)), llm
 
 
@@ -285,7 +285,7 @@ def test_a_huge_or_malformed_history_is_bounded_or_refused(seed_index, embedding
     assert len(condense_prompt) < 12_000, "the model's 4,096-token context would overflow"
     assert "Imran Khan" in answer.answer
     for bad in ("not a list", [("only one",)], [(1, 2)], [{"role": "user"}]):
-        with pytest.raises(QuestionError, match="history must be a list of"):
+        with pytest.raises(QuestionError, match="history"):
             qa.ask("Who announced his release?", bad)
 
 
@@ -387,12 +387,8 @@ def test_cli_ask_json_survives_bad_bytes_and_a_non_utf8_terminal(seed_settings, 
     question = "谁宣布释放被俘的印度飞行员".encode() + b" \xff\xfe?"  # not UTF-8 at the end
     result = subprocess.run(
         [sys.executable, "-m", "rag.cli", "ask", "--json", question],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "RAG_STORE_DIR": str(seed_settings.store_dir),
-            "PYTHONIOENCODING": "ascii",
-        },
+        cwd=seed_settings.store_dir.parent,
+        env=child_env(RAG_STORE_DIR=str(seed_settings.store_dir), PYTHONIOENCODING="ascii"),
         capture_output=True,
         timeout=300,
     )

@@ -1,36 +1,112 @@
-"""Stage 10 plumbing with a fake chat model (behaviour with the real LLM is in test_e2e.py)."""
+"""Stage 10, the chain: one path (events) for every caller, with fake chat models; the real
+LLM's behaviour is in test_e2e.py."""
 
 from __future__ import annotations
 
 import pytest
-from langchain_core.language_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
 
-from rag.chain import QA, clean_question
+from rag.chain import QA, last_answer
 from rag.citations import Verifier
 from rag.errors import QuestionError
+from rag.questions import Query, clean_history, clean_question
 from rag.retrieval import Retriever
-from rag.schema import Answer
-from tests.conftest import OFF_RAMP
-
-
-class RecordingFake(GenericFakeChatModel):
-    """A fake chat model that remembers the prompts it was sent."""
-
-    prompts: list = []
-
-    def _generate(self, messages, *args, **kwargs):
-        self.prompts.append(messages)
-        return super()._generate(messages, *args, **kwargs)
-
-    def _stream(self, messages, *args, **kwargs):
-        self.prompts.append(messages)
-        yield from super()._stream(messages, *args, **kwargs)
+from rag.schema import Answer, Evidence, Retry, Token
+from tests.conftest import OFF_RAMP, fake_chat
 
 
 def _qa(seed_index, embeddings, replies):
-    llm = RecordingFake(messages=iter([AIMessage(content=r) for r in replies]), prompts=[])
+    llm = fake_chat(*replies)
     return QA(Retriever(seed_index, embeddings), llm, Verifier(embeddings)), llm
+
+
+class _Verbatim:
+    """A verifier stand-in that returns the model's reply as the answer (plumbing only)."""
+
+    def __call__(self, question: str, raw: str, evidence: list[Evidence]) -> Answer:
+        return Answer(answer=raw, question=question)
+
+
+EVIDENCE = [Evidence(1, "a.txt", "A", 0, 10, "Forty soldiers were killed.", 0.9)]
+
+
+def _plumbing_qa(*replies: str, evidence=EVIDENCE):
+    llm = fake_chat(*replies)
+    asked: list[str] = []
+
+    def retriever(question: str) -> list[Evidence]:
+        asked.append(question)
+        return evidence
+
+    return QA(retriever, llm, _Verbatim()), llm, asked  # type: ignore[arg-type]
+
+
+def test_stream_yields_tokens_then_one_answer_and_ask_is_its_last_event():
+    qa, _, _ = _plumbing_qa("Forty soldiers died [1].", "Forty soldiers died [1].")
+    events = list(qa.stream("How many died?"))
+    assert all(isinstance(e, Token) for e in events[:-1]) and len(events) > 3
+    assert isinstance(events[-1], Answer)
+    assert "".join(e.text for e in events[:-1]) == events[-1].answer
+    assert qa.ask("How many died?") == last_answer(iter(events))
+
+
+def test_a_refusal_despite_strong_evidence_is_retried_once_with_a_retry_event():
+    qa, llm, _ = _plumbing_qa("The articles don't answer this question.", "Forty died [1].")
+    events = list(qa.stream("How many died?"))
+    retries = [i for i, e in enumerate(events) if isinstance(e, Retry)]
+    assert len(retries) == 1 and isinstance(events[-1], Answer)
+    after = events[retries[0] + 1 : -1]
+    assert "".join(e.text for e in after) == "Forty died [1]."
+    assert events[-1].answer == "Forty died [1]." and len(llm.prompts) == 2
+
+
+def test_no_evidence_means_a_refusal_without_asking_the_model():
+    qa, llm, _ = _plumbing_qa("Paris [1].", evidence=[])
+    events = list(qa.stream("What is the capital of France?"))
+    assert len(events) == 1 and events[0].refused and llm.prompts == []
+
+
+def test_a_follow_up_is_rewritten_with_the_history_before_retrieval():
+    qa, llm, asked = _plumbing_qa("Why did Pakistan release the pilot?", "As a gesture [1].")
+    answer = qa.ask("Why?", [("Who released the pilot?", "Pakistan did [1].")])
+    assert asked == ["Why did Pakistan release the pilot?"] == [answer.question]
+    assert "Who released the pilot?" in llm.prompts[0][-1].content
+
+
+def test_a_rewrite_that_is_not_a_question_keeps_the_users_words():
+    qa, _, asked = _plumbing_qa("Pakistan released him as a gesture.", "Yes [1].")
+    qa.ask("Why did they do it?", [("Who released the pilot?", "Pakistan did [1].")])
+    assert asked == ["Why did they do it?"]
+
+
+def test_a_bad_question_fails_before_the_stream_starts():
+    qa, llm, _ = _plumbing_qa("x")
+    with pytest.raises(QuestionError, match="empty"):
+        qa.stream("   ")
+    with pytest.raises(QuestionError, match="pairs"):
+        qa.stream("Why?", history="not a list")
+    assert llm.prompts == []
+
+
+def test_a_query_is_checked_once_and_passed_as_is():
+    query = Query.parse("  Who  released\x00 the pilot? ", [["q", "a"]])
+    assert query == Query("Who released the pilot?", [("q", "a")])
+    qa, _, _ = _plumbing_qa("x")
+    assert qa.query(query) is query
+
+
+def test_history_pairs_and_messages_give_the_same_turns_cut_to_three():
+    pairs = [[f"q{i}", f"a{i}"] for i in range(5)]
+    messages = [m for i in range(5) for m in ({"role": "user", "content": f"q{i}"},
+                                            {"role": "assistant", "content": f"a{i}"})]  # fmt: skip
+    assert (
+        clean_history(pairs) == clean_history(messages) == [(f"q{i}", f"a{i}") for i in (2, 3, 4)]
+    )
+    assert clean_history([*messages, {"role": "user", "content": "now"}])[-1] == ("q4", "a4")
+    assert clean_history([["q", "a" * 5000]])[0][1] == "a" * 1000
+    for bad in ("text", [["only"]], [[1, 2]], [{"role": "bot", "content": "x"}],
+                [{"role": "user"}], [["q", "a"], {"role": "user", "content": "q"}]):  # fmt: skip
+        with pytest.raises(QuestionError):
+            clean_history(bad)
 
 
 def test_retriever_returns_short_exact_evidence(seed_index, embeddings):
@@ -88,8 +164,8 @@ def test_stream_yields_tokens_then_answer(seed_index, embeddings):
     )
     parts = list(qa.stream("Who announced that the captured pilot would be released?"))
     tokens, final = parts[:-1], parts[-1]
-    assert len(tokens) > 3 and all(isinstance(t, str) for t in tokens)
-    assert "".join(tokens).startswith("Imran Khan announced")
+    assert len(tokens) > 3 and all(isinstance(t, Token) for t in tokens)
+    assert "".join(t.text for t in tokens).startswith("Imran Khan announced")
     assert isinstance(final, Answer) and "Imran Khan" in final.citations[0].quote
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.citations import Verifier, is_refusal, key_facts, missing_facts, strip_meta
+from rag.citations import Verifier, is_refusal, strip_meta
+from rag.claims import key_facts, missing_facts
 from rag.prompts import REFUSAL
 from rag.schema import Evidence
 from tests.conftest import OFF_RAMP, article_text
@@ -134,7 +135,7 @@ def test_a_refusal_shows_the_closest_passages_but_cites_nothing(verifier, eviden
 
 
 def test_numbers_must_count_the_same_thing():
-    from rag.citations import miscounted
+    from rag.claims import miscounted
 
     ev = "The two nuclear-armed neighbours clashed. A bombing killed 40 Indian soldiers."
     assert miscounted("Two aircraft were shot down.", ev) == ["2 aircra…"]
@@ -143,7 +144,7 @@ def test_numbers_must_count_the_same_thing():
 
 
 def test_final_answers_are_checked_sentence_by_sentence(verifier, evidence):
-    from rag.citations import unsupported_facts
+    from rag.claims import unsupported_facts
 
     answer = verifier.verify("q", "The bombing killed 40 Indian soldiers [2].", evidence)
     assert unsupported_facts(answer) == []

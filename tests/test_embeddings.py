@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from rag.chunking import split_sentences
-from rag.embeddings import OnnxEncoder, TorchEncoder, make_embeddings
-from rag.model_files import ONNX_FP32, ONNX_INT8, ONNX_PLAIN, ensure_onnx_model
+from rag.embeddings import make_embeddings
+from rag.embeddings.export import ONNX_FP32, ONNX_INT8, ONNX_PLAIN, ensure_onnx_model
+from rag.embeddings.onnx import OnnxEncoder
+from rag.embeddings.torch import TorchEncoder
 from rag.settings import Settings
 from rag.store import pack_spans, pack_vectors, unpack_spans, unpack_vectors
 from tests.conftest import OFF_RAMP, article_text
@@ -29,7 +31,8 @@ def torch_encoder():
 def test_default_backend_is_openvino_and_matches_sentence_transformers(embeddings, torch_encoder):
     from sentence_transformers import SentenceTransformer
 
-    from rag.embeddings import OpenVinoEncoder, default_embedding_path
+    from rag.embeddings import default_embedding_path
+    from rag.embeddings.openvino import OpenVinoEncoder
 
     assert isinstance(embeddings, OpenVinoEncoder) and isinstance(torch_encoder, TorchEncoder)
     fresh = make_embeddings(Settings())
@@ -61,7 +64,7 @@ def test_bulk_int8_vectors_stay_close_to_the_reference(torch_encoder):
 def test_openvino_backend_matches_the_reference(torch_encoder):
     import openvino
 
-    from rag.embeddings import OpenVinoEncoder
+    from rag.embeddings.openvino import OpenVinoEncoder
 
     encoder = make_embeddings(Settings(embedding_backend="openvino"))
     assert isinstance(encoder, OpenVinoEncoder)
@@ -103,9 +106,10 @@ def test_a_sentence_beyond_the_token_limit_is_embedded_alone(embeddings):
     assert float(sentences[1] @ alone) > 0.97
 
 
+@pytest.mark.models  # exports the real model with torch
 def test_onnx_model_is_made_once_and_reused(tmp_path, monkeypatch):
-    from rag import model_files
     from rag.embeddings import default_embedding_path
+    from rag.embeddings import export as model_files
 
     started = time.perf_counter()
     folder = ensure_onnx_model(default_embedding_path(), tmp_path)

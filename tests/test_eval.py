@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import BBC, ROOT
+from tests.conftest import BBC, ROOT, child_env
 
 pytestmark = pytest.mark.e2e
 
@@ -46,8 +45,8 @@ def test_eval_slice_meets_quality_floors(tmp_path):
             "--min-refusal",
             "0.85",
         ],
-        cwd=ROOT,
-        env=dict(os.environ),
+        cwd=tmp_path,
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=1800,

@@ -26,8 +26,10 @@ from rag.indexing import ingest
 from rag.loading import load_article
 from rag.pipeline import open_index_for
 from rag.settings import Settings
-from tests.conftest import BBC, ROOT, check_consistent, run_rag
+from tests.conftest import BBC, check_consistent, child_env, run_rag
 from tests.test_bad_input import GOOD, GOOD_TEXT, NOISE, make_index, store_env
+
+pytestmark = pytest.mark.models  # real `rag` processes, real models
 
 SEED = 20240611
 KILLS = 10
@@ -214,8 +216,8 @@ def _copy_bbc(corpus: Path, n: int) -> None:
 def _start(env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "ingest"],
-        cwd=ROOT,
-        env=env,
+        cwd=Path(env["RAG_STORE_DIR"]).parent,  # an empty folder: no .env
+        env=child_env(**env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -297,7 +299,7 @@ def test_sigkill_at_random_points_never_corrupts_the_store(tmp_path, embeddings)
     _copy_bbc(corpus, ARTICLES)
     versions = {p.name: {_sha(p)} for p in corpus.iterdir()}
     extra = sorted((BBC / "entertainment").glob("*.txt"))[-40:]
-    env = {**os.environ, "RAG_STORE_DIR": str(store), "RAG_CORPUS_DIR": str(corpus)}
+    env = {"RAG_STORE_DIR": str(store), "RAG_CORPUS_DIR": str(corpus)}
     settings = Settings(store_dir=store, corpus_dir=corpus)
     rng = random.Random(SEED)
     rate, startup, states = _chunk_rate(embeddings), 3.0, {}

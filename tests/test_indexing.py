@@ -90,8 +90,8 @@ def test_missing_index_and_mismatched_index_say_how_to_fix(make_settings, embedd
 
 
 def test_model_files_are_verified(tmp_path, monkeypatch):
-    from rag import model_files
     from rag.errors import ModelError
+    from rag.llm import packaged as model_files
 
     parts = []
     for i in range(3):
@@ -105,7 +105,7 @@ def test_model_files_are_verified(tmp_path, monkeypatch):
 
 
 def test_default_model_is_assembled_and_verified():
-    from rag import model_files
+    from rag.llm import packaged as model_files
     from rag.settings import Settings
 
     path = model_files.ensure_default_model(Settings().model_cache_dir)

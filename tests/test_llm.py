@@ -42,6 +42,7 @@ def test_llamacpp_with_a_missing_file_says_what_to_fix(tmp_path):
         make_llm(Settings(llm_model_path=tmp_path / "nope.gguf"))
 
 
+@pytest.mark.models  # llama.cpp itself reads the file
 def test_llamacpp_with_a_bad_file_fails_clearly(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"not a gguf")

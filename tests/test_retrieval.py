@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from rag.indexing import ingest
+from rag.keywords import KeywordIndex
 from rag.pipeline import open_index_for
-from rag.retrieval import KeywordIndex, Retriever
+from rag.retrieval import Retriever
 from tests.conftest import MEDIATION, OFF_RAMP, run_rag
 
 

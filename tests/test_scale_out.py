@@ -24,6 +24,8 @@ from rag.settings import Settings
 from tests.conftest import CORPUS, MEDIATION, OFF_RAMP
 from tests.server_fixtures import free_port, server_env
 
+pytestmark = pytest.mark.models  # real `rag` processes, real models
+
 CHROMA = Path(sys.executable).parent / "chroma"
 LLM_KEY = "sk-scale-out-test-key"  # what the LLM server expects; must never be printed
 MODEL_ALIAS = "qwen2.5-coder-1.5b-instruct"
@@ -332,7 +334,7 @@ class LlmServer:
 def llm_server(tmp_path_factory) -> Iterator[LlmServer]:
     """llama-cpp-python's OpenAI-compatible server with the packaged default GGUF; the API key
     comes from the environment (API_KEY), never the command line."""
-    from rag.model_files import ensure_default_model
+    from rag.llm.packaged import ensure_default_model
 
     model = ensure_default_model(Settings().model_cache_dir)
     tmp, port = tmp_path_factory.mktemp("llm-server"), free_port()
@@ -392,24 +394,21 @@ def test_ollama_backend_at_a_server_without_the_model_says_what_to_fix(llm_serve
         llm.invoke("Say hi.")
 
 
-def test_the_service_waits_for_a_chroma_server_that_starts_late(tmp_path, embeddings, monkeypatch):
+def test_the_service_waits_for_a_chroma_server_that_starts_late(tmp_path, embeddings):
     """`rag serve` started before the shared Chroma server says so, then comes up on its own."""
-    from langchain_core.language_models import GenericFakeChatModel
-    from langchain_core.messages import AIMessage
-
-    from rag import service as service_module
     from rag.errors import StoreUnavailableError
     from rag.pipeline import run_ingest
-    from rag.service import ChatService
+    from tests.conftest import fake_chat
+    from ui.loader import Loader
+    from ui.service import ChatService
 
-    monkeypatch.setattr(service_module, "_RETRY_EVERY", 0.0)
     port = free_port()
     settings = Settings(chroma_host="127.0.0.1", chroma_port=port, corpus_dir=CORPUS)
-    llm = GenericFakeChatModel(messages=iter([AIMessage(content="unused")]))
-    service = ChatService(settings, llm=llm, embeddings=embeddings)
+    loader = Loader(settings, llm=fake_chat("unused"), embeddings=embeddings, retry_every=0.2)
+    service = ChatService(settings, loader)
     service.start()
-    assert not service.wait_ready(60)
-    assert isinstance(service.error, StoreUnavailableError), service.error
+    assert not loader.wait_ready(60)
+    assert isinstance(loader.error, StoreUnavailableError), loader.error
     assert "Cannot reach the Chroma server" in service.status()["message"]
 
     args = [str(CHROMA), "run", "--path", str(tmp_path / "data"), "--host", "127.0.0.1"]
@@ -420,7 +419,7 @@ def test_the_service_waits_for_a_chroma_server_that_starts_late(tmp_path, embedd
         deadline = time.monotonic() + 60
         while service.state != "ready" and time.monotonic() < deadline:  # retries on its own
             time.sleep(0.2)
-        assert service.state == "ready", service.error
+        assert service.state == "ready", loader.error
         assert service.article(OFF_RAMP) is not None
     finally:
         stop(proc)

@@ -19,7 +19,6 @@ import httpx
 import pytest
 
 from rag.schema import Answer
-from rag.session import NOT_ANSWERED
 from tests.conftest import MEDIATION, OFF_RAMP
 from tests.server_fixtures import (
     Server,
@@ -31,6 +30,7 @@ from tests.server_fixtures import (
     wait_answered,
 )
 from tests.test_browser import EVIL
+from ui.session import NOT_ANSWERED
 
 pytest_plugins = ["tests.browser_fixtures"]
 

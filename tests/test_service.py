@@ -1,7 +1,7 @@
-"""rag.service and the UI's pure helpers, without a server or a browser.
+"""ui.service, ui.loader and the page's callbacks and rendering, without a server or a browser.
 
-The pipeline parts are real (embedding model, Chroma, verifier); the LLM is LangChain's
-GenericFakeChatModel so the plumbing runs in seconds (the real LLM runs in test_server.py).
+The pipeline parts are real where named (embedding model, Chroma, verifier); the LLM is a fake
+so the plumbing runs in seconds (the real LLM runs in test_server.py).
 """
 
 from __future__ import annotations
@@ -10,38 +10,40 @@ import threading
 import time
 
 import pytest
-from langchain_core.language_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
 
-import rag.service as service_module
-from rag.errors import IndexMissingError, QuestionError
-from rag.render import (
+from rag.errors import (
+    BusyError,
+    IndexMissingError,
+    ModelLoadingError,
+    QuestionError,
+)
+from rag.schema import Answer, Citation, Token
+from rag.settings import Settings
+from tests.conftest import OFF_RAMP, article_text, fake_chat
+from ui.chat import ChatHandlers, messages
+from ui.loader import Loader
+from ui.render import (
     answer_markdown,
     escape_markdown,
     find_citation,
     parse_ref,
     render_article,
     sources_html,
+    status_markdown,
 )
-from rag.schema import Answer, Citation
-from rag.service import (
-    BusyError,
-    ChatService,
-    ModelLoadingError,
-    RateLimiter,
-    RateLimitError,
-    normalize_history,
-)
-from rag.settings import Settings
-from tests.conftest import OFF_RAMP, article_text
+from ui.service import ChatService
 
 QUESTION = "How many Indian soldiers were killed in the suicide bombing?"
 REPLY = "A suicide bombing in Indian-controlled Kashmir killed 40 Indian soldiers [1]."
 EVIL = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 
 
-def fake_llm(n: int = 20) -> GenericFakeChatModel:
-    return GenericFakeChatModel(messages=iter([AIMessage(content=REPLY)] * n))
+def fake_llm(n: int = 20):
+    return fake_chat(*[REPLY] * n)
+
+
+def service_for(settings: Settings, **loader_args) -> ChatService:
+    return ChatService(settings, Loader(settings, **loader_args))
 
 
 def _answer(text: str = "Forty died [1]. Pakistan replied [2].") -> Answer:
@@ -104,37 +106,11 @@ def test_parse_ref():
         assert parse_ref(bad) is None
 
 
-def test_normalize_history_accepts_pairs_and_messages():
-    assert normalize_history(None) == []
-    assert normalize_history([["q1", "a1"], ("q2", "a2")]) == [("q1", "a1"), ("q2", "a2")]
-    messages = [
-        {"role": "system", "content": "be nice"},
-        {"role": "user", "content": "q1"},
-        {"role": "assistant", "content": "a1"},
-        {"role": "user", "content": "q2"},  # the unanswered current turn is dropped
-    ]
-    assert normalize_history(messages) == [("q1", "a1")]
-    for bad in (
-        "text",
-        [["only"]],
-        [[1, 2]],
-        [{"role": "bot", "content": "x"}],
-        [{"role": "user"}],
-    ):
-        with pytest.raises(QuestionError):
-            normalize_history(bad)
-
-
-def test_rate_limiter_window():
-    limiter = RateLimiter(2, window=0.5)
-    limiter.check("a")
-    limiter.check("a")
-    limiter.check("b")  # per client
-    with pytest.raises(RateLimitError) as info:
-        limiter.check("a")
-    assert info.value.retry_after >= 1 and "2 per minute" in str(info.value)
-    time.sleep(0.6)
-    limiter.check("a")
+def test_status_line_says_loading_ready_or_the_reason_escaped():
+    assert "Ready." in status_markdown({"status": "ready", "message": "Ready."})
+    assert "Model loading" in status_markdown({"status": "loading", "message": ""})
+    line = status_markdown({"status": "error", "message": f"No index {EVIL}"})
+    assert line.startswith("**Not ready:**") and "<img" not in line
 
 
 # ---- ChatService with the real retrieval and verifier -------------------------------------
@@ -142,71 +118,78 @@ def test_rate_limiter_window():
 
 @pytest.fixture(scope="module")
 def ready_service(seed_settings, seed_index, embeddings):
-    service = ChatService(seed_settings, llm=fake_llm(), embeddings=embeddings)
+    service = service_for(seed_settings, llm=fake_llm(), embeddings=embeddings)
     assert service.state == "loading"
     service.start()
-    assert service.wait_ready(120), service.error
+    assert service.loader.wait_ready(120), service.loader.error
     return service
 
 
-def test_before_loading_questions_get_model_loading(seed_settings):
-    service = ChatService(seed_settings)  # never started: stays "loading"
+def test_before_loading_questions_get_model_loading():
+    service = ChatService(Settings())  # never started: stays "loading"
     assert service.status() == {"status": "loading", "message": "Model loading…"}
-    assert "Model loading" in service.status_markdown()
     with pytest.raises(QuestionError):  # bad questions are refused before waiting for the model
-        service.ask("   ")
+        service.query("   ")
     with pytest.raises(ModelLoadingError, match="still loading"):
-        service.ask(QUESTION)
-    assert not service.wait_ready(0.3)
+        service.ask(service.query(QUESTION))
+    with pytest.raises(ModelLoadingError):
+        service.article(OFF_RAMP)
+    assert not service.loader.wait_ready(0.3)
 
 
 def test_ask_and_stream_give_the_verified_cited_answer(ready_service):
     assert ready_service.status()["status"] == "ready"
-    answer = ready_service.ask(QUESTION)
+    answer = ready_service.ask(ready_service.query(QUESTION))
     assert not answer.refused and "40" in answer.answer and answer.citations
-    parts = list(ready_service.stream(QUESTION, [("Hi?", "Hello.")]))
+    parts = list(ready_service.stream(ready_service.query(QUESTION, [("Hi?", "Hello.")])))
     tokens, final = parts[:-1], parts[-1]
-    assert len(tokens) > 3 and all(isinstance(t, str) for t in tokens)
+    assert len(tokens) > 3 and all(isinstance(t, Token) for t in tokens)
     assert isinstance(final, Answer) and final.citations
     c = final.citations[0]
     assert c.source == OFF_RAMP and article_text(OFF_RAMP)[c.start : c.end] == c.quote
-    html = ready_service.article_html(c.source, c.start, c.end, c.n)
+    turns = [{"question": QUESTION, "answer": final.to_json_dict()}]
+    handlers = ChatHandlers(ready_service)
+
+    class Click:
+        _data = {"ref": f"0-{c.n}"}
+
+    html = handlers.open_citation(turns, Click())  # type: ignore[arg-type]
     assert f'<mark id="rag-passage">{c.quote}</mark>' in html.replace("&#x27;", "'")
-    assert "not in the index" in ready_service.article_html("nope.txt", 0, 1)
+    assert ready_service.article("nope.txt") is None
 
 
 def test_an_abandoned_stream_does_not_keep_the_llm(ready_service):
-    stream = ready_service.stream(QUESTION)
-    assert isinstance(next(stream), str)
+    stream = ready_service.stream(ready_service.query(QUESTION))
+    assert isinstance(next(stream), Token)
     del stream  # the reader went away after one token
     result = {}
-    worker = threading.Thread(target=lambda: result.update(a=ready_service.ask(QUESTION)))
+    query = ready_service.query(QUESTION)
+    worker = threading.Thread(target=lambda: result.update(a=ready_service.ask(query)))
     worker.start()
     worker.join(60)
     assert not worker.is_alive() and result["a"].citations
 
 
-def test_missing_index_is_reported_then_picked_up_after_ingest(tmp_path, embeddings, monkeypatch):
+def test_missing_index_is_reported_then_picked_up_after_ingest(tmp_path, embeddings):
     from rag.pipeline import run_ingest
     from tests.conftest import CORPUS
 
-    monkeypatch.setattr(service_module, "_RETRY_EVERY", 0.0)
     settings = Settings(corpus_dir=CORPUS, store_dir=tmp_path / "chroma")
-    service = ChatService(settings, llm=fake_llm(), embeddings=embeddings)
+    service = service_for(settings, llm=fake_llm(), embeddings=embeddings, retry_every=0.2)
     service.start()
-    assert not service.wait_ready(60)
-    assert service.state == "error" and "rag ingest" in service.status_markdown()
+    assert not service.loader.wait_ready(60)
+    assert service.state == "error" and "rag ingest" in service.status()["message"]
     with pytest.raises(IndexMissingError, match="rag ingest"):
-        service.ask(QUESTION)
+        service.ask(service.query(QUESTION))
     run_ingest(settings, progress=False)
     deadline = time.monotonic() + 60
     while service.state != "ready" and time.monotonic() < deadline:  # retries on its own
         time.sleep(0.2)
-    assert service.state == "ready", service.error
-    assert service.ask(QUESTION).citations
+    assert service.state == "ready", service.loader.error
+    assert service.ask(service.query(QUESTION)).citations
 
 
-class _WarmFails(GenericFakeChatModel):
+class _WarmFails(type(fake_chat())):
     """A fake model whose prompt-cache warm-up fails (the real warm-up: test_e2e, test_server)."""
 
     asked: list = []
@@ -215,19 +198,22 @@ class _WarmFails(GenericFakeChatModel):
         self.asked.append(messages)
         raise RuntimeError("llama_decode returned -3")
 
+    def rewarm(self) -> None:
+        pass
+
 
 def test_a_failed_warm_up_is_logged_and_the_service_answers(
     seed_settings, seed_index, embeddings, caplog
 ):
-    llm = _WarmFails(messages=iter([AIMessage(content=REPLY)] * 2))
-    service = ChatService(seed_settings, llm=llm, embeddings=embeddings)
+    llm = _WarmFails(replies=[REPLY] * 2, prompts=[])
+    service = service_for(seed_settings, llm=llm, embeddings=embeddings)
     with caplog.at_level("WARNING"):
         service.start()
-        assert service.wait_ready(120), service.error
-        service._thread.join(30)  # the warm-up runs after "ready", in the loading thread
+        assert service.loader.wait_ready(120), service.loader.error
+        service.loader.thread.join(30)  # the warm-up runs after "ready", in the loading thread
     assert "Question:" in llm.asked[-1][-1].content  # the answer prompt, question left blank
     assert "Could not warm the prompt cache (llama_decode returned -3)" in caplog.text
-    assert service.ask(QUESTION).citations
+    assert service.ask(service.query(QUESTION)).citations
 
 
 class _SlowQA:
@@ -236,34 +222,33 @@ class _SlowQA:
     def __init__(self) -> None:
         self.go = threading.Event()
 
-    def stream(self, question, history):
+    def stream(self, query):
         self.go.wait(30)
-        yield "tok"
+        yield Token("tok")
         yield Answer(answer="done")
 
 
 def test_queue_limit_refuses_extra_questions_until_one_finishes():
     slow = _SlowQA()
-    service = ChatService(Settings(queue_limit=1), qa=slow)
-    first = service.stream("one?")
+    settings = Settings(queue_limit=1)
+    service = service_for(settings, qa=slow)
+    first = service.stream(service.query("one?"))
     with pytest.raises(BusyError, match="already waiting"):
-        service.stream("two?")
+        service.stream(service.query("two?"))
     slow.go.set()
-    assert [p if isinstance(p, str) else p.answer for p in first] == ["tok", "done"]
-    assert list(service.stream("three?"))[-1].answer == "done"
+    assert [p.text if isinstance(p, Token) else p.answer for p in first] == ["tok", "done"]
+    assert list(service.stream(service.query("three?")))[-1].answer == "done"
 
 
 # ---- the UI module without a browser ------------------------------------------------------
 
 
 def test_ui_messages_are_rebuilt_from_session_turns_escaped():
-    from ui.app import _messages
-
     turns = [
         {"question": EVIL, "answer": _answer().to_json_dict()},
         {"question": "q2", "answer": None, "error": f"bad {EVIL}"},
     ]
-    msgs = _messages(turns, pending="q3 <b>", partial="par")
+    msgs = messages(turns, pending="q3 <b>", partial="par")
     assert [m["role"] for m in msgs] == ["user", "assistant"] * 3
     assert all("<img" not in m["content"] and "<script" not in m["content"] for m in msgs)
     assert 'href="#cite-0-1"' in msgs[1]["content"]
@@ -271,9 +256,9 @@ def test_ui_messages_are_rebuilt_from_session_turns_escaped():
 
 
 def test_ui_has_the_page_the_widget_and_an_ask_endpoint():
-    from ui.app import build_blocks
+    from ui.page import build_blocks
 
-    blocks = build_blocks(ChatService(Settings(), qa=_SlowQA()))
+    blocks = build_blocks(service_for(Settings(), qa=_SlowQA()))
     config = blocks.get_config_file()
     assert [p[0] for p in config["pages"]] == ["", "widget"]
     names = {d.get("api_name") for d in config["dependencies"]}

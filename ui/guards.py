@@ -1,6 +1,6 @@
 """Guards of the web server: who may embed the pages and write to it from a browser
-(`OriginGuard`, with the origin rules), how big a request body may be (`BodyLimit`), and secret
-setting values masked in messages and output (`redact`, `hide_secrets_in_output`).
+(`OriginGuard`, with the origin rules), how big a request body may be (`BodyLimit`), the API
+token (`bearer_ok`) and the per-client rate limit (`RateLimiter`).
 """
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import sys
-from typing import Any, TextIO
+import threading
+import time
+from collections import deque
 
-from rag.errors import SettingsError
+from rag.errors import RateLimitError, SettingsError
 from rag.settings import Settings
 
 DEFAULT_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*")
@@ -166,9 +167,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-# ---- secrets ------------------------------------------------------------------------------
-
-MASK = "***"
+# ---- the API token and the rate limit -------------------------------------------------------
 
 
 def bearer_ok(authorization: str | None, token: str) -> bool:
@@ -184,37 +183,30 @@ def bearer_ok(authorization: str | None, token: str) -> bool:
 BEARER_HELP = "Missing or wrong API token: send `Authorization: Bearer <token>`."
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    """`text` with every occurrence of each secret (8+ characters) replaced by ***."""
-    for secret in secrets:
-        if len(secret) >= 8:
-            text = text.replace(secret, MASK)
-    return text
+class RateLimiter:
+    """Sliding one-minute window of question counts per client key."""
 
+    def __init__(self, per_minute: int, window: float = 60.0) -> None:
+        self.per_minute = per_minute
+        self.window = window
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
 
-class RedactingStream:
-    """A text stream (stdout, stderr) that masks secrets in everything written through it: log
-    lines, and the tracebacks that libraries print themselves."""
-
-    def __init__(self, stream: TextIO, secrets: list[str]) -> None:
-        self._stream = stream
-        self.secrets = secrets
-
-    def write(self, text: str) -> int:
-        """Write `text` with the secrets masked."""
-        return self._stream.write(redact(text, self.secrets))
-
-    def flush(self) -> None:
-        """Flush the underlying stream."""
-        self._stream.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def hide_secrets_in_output(secrets: list[str]) -> None:
-    """Mask secrets in all that this process prints; call before logging is set up."""
-    if not isinstance(sys.stdout, RedactingStream):
-        sys.stdout = RedactingStream(sys.stdout, secrets)
-    if not isinstance(sys.stderr, RedactingStream):
-        sys.stderr = RedactingStream(sys.stderr, secrets)
+    def check(self, key: str) -> None:
+        """Count one question for `key`, or raise RateLimitError when over the limit."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._hits) > 10_000:  # forget idle clients
+                cutoff = now - self.window
+                self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > cutoff}
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                wait = max(1, int(hits[0] + self.window - now) + 1)
+                raise RateLimitError(
+                    f"Too many questions: the limit is {self.per_minute} per minute. "
+                    f"Try again in {wait} s.",
+                    retry_after=wait,
+                )
+            hits.append(now)

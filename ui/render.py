@@ -112,3 +112,12 @@ def render_article(
 def empty_html(message: str) -> str:
     """A muted one-line placeholder panel."""
     return f'<div class="rag-empty">{html.escape(message)}</div>'
+
+
+def status_markdown(status: dict[str, str]) -> str:
+    """The status line shown on the chat page (escaped Markdown), from `ChatService.status()`."""
+    if status["status"] == "ready":
+        return "**Ready.** Ask a question about the news articles."
+    if status["status"] == "loading":
+        return "**Model loading…** You can type your question; it is answered when ready."
+    return "**Not ready:** " + escape_markdown(status["message"])

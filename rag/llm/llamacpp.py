@@ -1,11 +1,13 @@
-"""A LangChain chat model over an embedded `llama_cpp.Llama` (llama-cpp-python).
+"""Backend "llamacpp" (the default): a GGUF model embedded with llama-cpp-python.
 
 LangChain's own `ChatLlamaCpp` lives in langchain-community, which is being sunset; this is the
-small part of it we need: chat completion with the model's template, streamed token by token.
+small part of it we need: chat completion with the model's template, streamed token by token,
+and the prompt cache of `rag.llm.base.PromptCache`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +16,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, PrivateAttr
+
+from rag.errors import ModelError
+from rag.llm.packaged import ensure_default_model
+from rag.settings import Settings
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
@@ -88,3 +94,33 @@ class LlamaCppChat(BaseChatModel):
                 if run_manager:
                     run_manager.on_llm_new_token(token, chunk=chunk)
                 yield chunk
+
+
+def make_llamacpp(settings: Settings) -> LlamaCppChat:
+    """Load `settings.llm_model_path` (default: the packaged Qwen) into llama.cpp."""
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ModelError(
+            "llama-cpp-python is not installed. Run scripts/setup.sh, which builds it with "
+            "the CPU flags this machine needs."
+        ) from exc
+    path = settings.llm_model_path or ensure_default_model(settings.model_cache_dir)
+    if not path.is_file():
+        raise ModelError(
+            f"No GGUF model at {path}. Fix RAG_LLM_MODEL_PATH or unset it for the default."
+        )
+    try:
+        client = Llama(
+            model_path=str(path),
+            n_ctx=settings.llm_context,
+            n_batch=512,
+            n_threads=settings.llm_threads or max(1, os.cpu_count() or 1),
+            seed=0,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"Could not load the GGUF model at {path}: {exc}") from exc
+    return LlamaCppChat(
+        client=client, max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature
+    )

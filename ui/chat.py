@@ -1,0 +1,177 @@
+"""The chat's callbacks: plain methods that move values between the page's components.
+
+The logic they call lives in `ui.service` (questions, the gate) and `ui.render` (HTML); each
+callback can be tested without a browser. Conversation state is per browser session
+(`gr.State`), never global: `turns` is a list of {"question", "answer": Answer dict | None,
+"error": str | None}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from rag.errors import ModelLoadingError, RagError
+from rag.schema import Answer, Retry, Token
+from ui.guards import BEARER_HELP, bearer_ok
+from ui.render import (
+    answer_markdown,
+    empty_html,
+    escape_markdown,
+    find_citation,
+    parse_ref,
+    render_article,
+    sources_html,
+    status_markdown,
+)
+from ui.service import ChatService
+from ui.session import last_answer, restore_page, snapshot
+
+LOAD_WAIT = 300.0  # seconds a question waits for the model to finish loading
+VIEWER_EMPTY = "The cited article opens here."
+Turns = list[dict[str, Any]]
+
+
+def messages(turns: Turns, pending: str | None = None, partial: str | None = None) -> list[dict]:
+    """Chatbot messages rebuilt from the session's turns (plus a question being answered)."""
+    out: list[dict] = []
+    for i, turn in enumerate(turns):
+        out.append({"role": "user", "content": escape_markdown(turn["question"])})
+        if turn.get("answer"):
+            content = answer_markdown(Answer(**turn["answer"]), i)
+        else:
+            content = "**Error:** " + escape_markdown(turn.get("error") or "No answer.")
+        out.append({"role": "assistant", "content": content})
+    if pending:
+        out.append({"role": "user", "content": escape_markdown(pending)})
+        if partial is not None:
+            out.append({"role": "assistant", "content": partial})
+    return out
+
+
+def client_of(request: gr.Request | None) -> str:
+    """The client's address, for the rate limit."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or "unknown"
+
+
+def hidden() -> Any:
+    """An update that hides the notice line."""
+    return gr.Markdown(visible=False)
+
+
+def locks(enabled: bool) -> tuple[Any, Any]:
+    """Updates that enable or disable the question box and the Ask button."""
+    return gr.Textbox(interactive=enabled), gr.Button(interactive=enabled)
+
+
+class ChatHandlers:
+    """The callbacks of one chat (the page's or the widget's)."""
+
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+
+    def status_line(self) -> str:
+        """The status line's Markdown."""
+        return status_markdown(self.service.status())
+
+    def add_question(self, question: str, turns: Turns) -> tuple[Any, ...]:
+        """Show the question at once, lock the input, and hand it to `respond`."""
+        question = (question or "").strip()
+        if not question:
+            skip = gr.skip()
+            return skip, skip, "", skip, skip, skip, skip
+        kept = snapshot(turns, question)
+        return "", messages(turns, question, None), question, kept, hidden(), *locks(False)
+
+    def add_example(self, turns: Turns, evt: gr.SelectData) -> tuple[Any, ...]:
+        """`add_question` for a clicked example."""
+        value = evt.value
+        question = value.get("text", "") if isinstance(value, dict) else str(value or "")
+        return self.add_question(question, turns)
+
+    def respond(self, question: str, turns: Turns, request: gr.Request) -> Iterator[tuple]:
+        """Stream the answer into the chat; the sources panel and the snapshot follow at the end."""
+        skip = gr.skip()
+        if not question:
+            yield skip, skip, skip, skip, skip
+            return
+        history = [(t["question"], t["answer"]["answer"]) for t in turns if t.get("answer")]
+        try:
+            query = self.service.query(question, history)
+            self.service.check_rate(client_of(request))
+            if self.service.state == "loading":
+                note = "*Model loading… your question is answered as soon as it is ready.*"
+                yield messages(turns, question, note), turns, skip, self.status_line(), skip
+            text = ""
+            for event in self.service.stream(query, wait=LOAD_WAIT, admitted=True):
+                if isinstance(event, Answer):
+                    done = [*turns, {"question": question, "answer": event.to_json_dict()}]
+                    shown = sources_html(event, len(turns))
+                    yield messages(done), done, shown, self.status_line(), snapshot(done)
+                    return
+                if isinstance(event, Retry):  # the model is asked again: drop its refusal
+                    text = ""
+                elif isinstance(event, Token):
+                    text += event.text
+                    streamed = escape_markdown(text) + " ▌"
+                    yield messages(turns, question, streamed), turns, skip, skip, skip
+        except RagError as exc:
+            error = self.service.describe(exc)
+            failed = [*turns, {"question": question, "answer": None, "error": error}]
+            yield messages(failed), failed, skip, self.status_line(), snapshot(failed)
+
+    def open_citation(self, turns: Turns, evt: gr.EventData) -> str:
+        """The cited article, its passage highlighted, for a click on [n] or a source."""
+        ref = parse_ref(getattr(evt, "_data", {}).get("ref", ""))
+        if ref is None or ref[0] >= len(turns) or not turns[ref[0]].get("answer"):
+            return empty_html("That citation belongs to an earlier chat.")
+        cite = find_citation(Answer(**turns[ref[0]]["answer"]), ref[1])
+        if cite is None:
+            return empty_html("No such citation.")
+        try:
+            found = self.service.article(cite.source)
+        except ModelLoadingError:
+            return empty_html("The articles are still loading. Click the citation again soon.")
+        if found is None:
+            return empty_html(f"The article {cite.source} is not in the index any more.")
+        return render_article(cite.source, *found, cite.start, cite.end, cite.n)
+
+    def new_chat(self) -> tuple[Any, ...]:
+        """Empty the chat, the sources and the viewer."""
+        viewer = empty_html(VIEWER_EMPTY)
+        return [], [], "", sources_html(None), viewer, snapshot([]), hidden(), *locks(True)
+
+    def restore(self, payload: str) -> tuple[Any, ...]:
+        """The conversation the tab saved, with a notice if an answer was cut off."""
+        turns, message = restore_page(payload)
+        shown = gr.Markdown(message, visible=True) if message else hidden()
+        found = last_answer(turns)
+        last = sources_html(*found) if found else gr.skip()
+        return messages(turns), turns, snapshot(turns), shown, last
+
+    def poll_status(self) -> tuple[str, Any]:
+        """The status line, and the timer stopped once ready."""
+        return self.status_line(), gr.Timer(active=self.service.state != "ready")
+
+    def api_ask(
+        self,
+        question: str,
+        history: list[list[str]] | None = None,
+        request: gr.Request | None = None,
+    ) -> dict[str, Any]:
+        """Answer a question about the articles; returns the same object as POST /api/ask.
+
+        Like /api/*, it needs `Authorization: Bearer <token>` when RAG_API_TOKEN is set
+        (gradio_client: `Client(url, headers={"Authorization": "Bearer ..."})`)."""
+        headers = getattr(request, "headers", None) or {}
+        if not bearer_ok(headers.get("authorization"), self.service.api_token):
+            raise gr.Error(BEARER_HELP, print_exception=False)
+        try:
+            query = self.service.query(question, history)
+            self.service.check_rate(client_of(request))
+            return self.service.ask(query, admitted=True).to_json_dict()
+        except RagError as exc:
+            raise gr.Error(self.service.describe(exc), print_exception=False) from None
