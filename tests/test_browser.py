@@ -145,6 +145,7 @@ def test_widget_embeds_in_an_allowed_origin(server, page):
         page.goto(intranet.url)
         frame = page.frame_locator("#rag")
         frame.locator("#rag-question textarea").wait_for(timeout=60_000)
+        frame.locator("#rag-sources").wait_for(timeout=30_000)  # the panels render a bit later
         assert frame.locator("#rag-sources").count() == 1
         assert frame.locator("#rag-viewer").count() == 1
         assert frame.locator(".rag-widget").count() == 1
