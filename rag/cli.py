@@ -151,7 +151,7 @@ def _interactive(qa: QA) -> None:
 
 
 def _chat_loop(qa: QA) -> None:
-    from rag.schema import Answer, Retry, Token
+    from rag.schema import Answer, Sentence
 
     history: list[tuple[str, str]] = []
     while True:
@@ -167,10 +167,8 @@ def _chat_loop(qa: QA) -> None:
             continue
         try:
             for event in qa.stream(question, history):
-                if isinstance(event, Token):
-                    typer.echo(event.text, nl=False)
-                elif isinstance(event, Retry):  # refused despite good evidence: asked again
-                    typer.echo(" …", nl=False)
+                if isinstance(event, Sentence):  # shown once it has passed the check
+                    typer.echo(event.text + " ", nl=False)
                 elif isinstance(event, Answer):
                     typer.echo("\n\n" + format_answer(event))
                     history.append((question, event.answer))

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rag.keywords import KeywordIndex
     from rag.retrieval import Retriever
     from rag.store import Index
+    from rag.support import SupportModel
 
 
 def fingerprint(settings: Settings) -> dict[str, str]:
@@ -137,11 +138,33 @@ def build_qa(
 
     embeddings = embeddings or make_embeddings(settings)
     retriever = build_retriever(settings, embeddings)
+
+    def article_text(source: str) -> str | None:
+        found = retriever.index.article(source)  # the index is reopened when ingest writes
+        return found[1] if found else None
+
+    verifier = Verifier(
+        embeddings,
+        settings.support_threshold,
+        support=make_support(settings),
+        support_min=settings.support_min,
+        articles=article_text,
+    )
     return QA(
         retriever,
         llm or make_llm(settings),
-        Verifier(embeddings, settings.support_threshold),
+        verifier,
         max_question_chars=settings.max_question_chars,
         few_shot=settings.few_shot,
         retry_refusals=settings.retry_refusals,
     )
+
+
+def make_support(settings: Settings) -> SupportModel | None:
+    """The trained claim check (`rag.support`), or None when `settings.claim_check` is off."""
+    if not settings.claim_check:
+        return None
+    from rag.embeddings import embedding_path
+    from rag.support import SupportModel
+
+    return SupportModel(embedding_path(settings))

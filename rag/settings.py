@@ -76,7 +76,17 @@ class Settings(BaseSettings):
         description="A sentence scoring below this fraction of the best one's score is not evidence.",
     )
     support_threshold: float = Field(
-        0.45, description="An answer sentence needs this similarity to the passage it cites."
+        0.45,
+        description="Embedding similarity that picks the passage an answer sentence cites (and, "
+        "with claim_check off, the similarity it needs to be shown).",
+    )
+    claim_check: bool = Field(
+        True,
+        description="Check every answer sentence with the trained claim-check model "
+        "(rag/models/support): the cited passage must state it.",
+    )
+    support_min: float = Field(
+        0.5, ge=0.0, le=1.0, description="The claim check's score an answer sentence needs."
     )
     max_question_chars: int = 2000
     few_shot: bool = Field(True, description="Show the model two worked examples.")

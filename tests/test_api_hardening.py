@@ -264,7 +264,9 @@ def test_queue_full_is_503_with_retry_after_and_rate_limit_is_per_client(server)
     def stream() -> None:
         with (
             _from("127.0.0.5") as c,
-            c.stream("POST", url + "/stream", json={"question": QUESTION}, headers=AUTH) as r,
+            c.stream(
+                "POST", url + "/stream", json={"question": QUESTION, "drafts": True}, headers=AUTH
+            ) as r,
         ):
             for line in r.iter_lines():
                 if line.startswith("event:"):

@@ -191,10 +191,13 @@ def test_stream_sends_tokens_then_the_answer(server):
                 events.append((event, json.loads(line.split(":", 1)[1])))
     kinds = [kind for kind, _ in events]
     assert kinds.count("answer") == 1 and kinds[-1] == "answer", kinds
-    tokens = [data["text"] for kind, data in events if kind == "token"]
-    assert len(tokens) > 3 and "".join(tokens).strip()
+    assert "token" not in kinds, "unchecked drafts are sent only on request"
+    sentences = [data for kind, data in events if kind == "sentence"]
     answer = Answer.model_validate(events[-1][1])
     assert "Khan" in answer.answer and answer.citations
+    assert " ".join(s["text"] for s in sentences) == answer.answer
+    assert all(s["check"]["verdict"] == "supported" and s["citations"] for s in sentences)
+    assert {c.n for c in answer.citations} == {c["n"] for s in sentences for c in s["citations"]}
 
 
 @pytest.mark.e2e

@@ -24,7 +24,7 @@ from rag.errors import (
     RateLimitError,
 )
 from rag.questions import HISTORY_HELP, Query
-from rag.schema import Answer, Retry, Token
+from rag.schema import Answer, Retry, Sentence, Token
 from ui.guards import BEARER_HELP, bearer_ok
 from ui.service import ChatService
 
@@ -45,6 +45,11 @@ class AskRequest(BaseModel):
     history: list[tuple[str, str] | Message] = Field(
         default_factory=list,
         description='[[question, answer], ...] pairs, or [{"role": ..., "content": ...}] messages.',
+    )
+    drafts: bool = Field(
+        False,
+        description="/api/ask/stream only: also send the model's unchecked tokens as `token` "
+        "events. Off by default: a client then only ever receives checked sentences.",
     )
 
     def raw_history(self) -> list[Any]:
@@ -141,27 +146,43 @@ def api_router(service: ChatService) -> APIRouter:
         "/ask/stream", response_model=None, responses={200: {"content": {"text/event-stream": {}}}}
     )
     async def ask_stream(body: AskRequest, request: Request) -> Any:
-        """Server-sent events: `token` events ({"text": ...}), then one `answer` event."""
+        """Server-sent events: a `sentence` event for each answer sentence once it has passed
+        the check ({"text", "citations", "check"}), then one `answer` event (the same object
+        as /api/ask). With "drafts": true, also `token` events (unchecked) and `retry`."""
         from sse_starlette import EventSourceResponse
 
         events = service.stream(admit(body, request))  # raises before the stream starts
-        return EventSourceResponse(sse_events(service, events))
+        return EventSourceResponse(sse_events(service, events, drafts=body.drafts))
 
     return api
 
 
-async def sse_events(service: ChatService, events: Any) -> AsyncIterator[dict[str, str]]:
-    """An answer's events as SSE: `token`, `retry` (the tokens so far are void), `answer`,
-    or `error`."""
+def sentence_json(sentence: Sentence) -> dict[str, Any]:
+    """A checked sentence as sent to clients: its text with [n] markers, its citations and
+    the check's verdict."""
+    return {
+        "text": sentence.text,
+        "citations": [c.model_dump() for c in sentence.citations],
+        "check": sentence.check.model_dump(),
+    }
+
+
+async def sse_events(
+    service: ChatService, events: Any, drafts: bool = False
+) -> AsyncIterator[dict[str, str]]:
+    """An answer's events as SSE: `sentence` (checked), `answer`, or `error`; with `drafts`
+    also `token` (unchecked) and `retry` (the tokens so far are void)."""
     from starlette.concurrency import iterate_in_threadpool
 
     try:
         async for event in iterate_in_threadpool(events):
             if isinstance(event, Answer):
                 yield {"event": "answer", "data": json.dumps(event.to_json_dict())}
-            elif isinstance(event, Retry):
+            elif isinstance(event, Sentence):
+                yield {"event": "sentence", "data": json.dumps(sentence_json(event))}
+            elif drafts and isinstance(event, Retry):
                 yield {"event": "retry", "data": "{}"}
-            elif isinstance(event, Token) and event.text:
+            elif drafts and isinstance(event, Token) and event.text:
                 yield {"event": "token", "data": json.dumps({"text": event.text})}
     except RagError as exc:
         yield {"event": "error", "data": json.dumps({"error": service.describe(exc)})}

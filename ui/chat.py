@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from rag.errors import ModelLoadingError, RagError
-from rag.schema import Answer, Retry, Token
+from rag.schema import Answer, Retry, Sentence, Token
 from ui.guards import BEARER_HELP, bearer_ok
 from ui.render import (
     answer_markdown,
@@ -49,6 +49,20 @@ def messages(turns: Turns, pending: str | None = None, partial: str | None = Non
         if partial is not None:
             out.append({"role": "assistant", "content": partial})
     return out
+
+
+CHECKING = '<span class="rag-checking" aria-live="polite">checking the next sentence…</span>'
+
+
+def checked_markdown(shown: list[Sentence], turn: int) -> str:
+    """The sentences that passed the check so far, with their [n] links, and a note that the
+    next one is being checked: nothing unchecked is ever on screen."""
+    partial = Answer(
+        answer=" ".join(s.text for s in shown),
+        citations=[c for s in shown for c in s.citations],
+    )
+    body = answer_markdown(partial, turn) if shown else ""
+    return f"{body} {CHECKING}".strip()
 
 
 def client_of(request: gr.Request | None) -> str:
@@ -105,19 +119,25 @@ class ChatHandlers:
             if self.service.state == "loading":
                 note = "*Model loading… your question is answered as soon as it is ready.*"
                 yield messages(turns, question, note), turns, skip, self.status_line(), skip
-            text = ""
+            shown: list[Sentence] = []
+            drafting = False
             for event in self.service.stream(query, wait=LOAD_WAIT, admitted=True):
                 if isinstance(event, Answer):
                     done = [*turns, {"question": question, "answer": event.to_json_dict()}]
-                    shown = sources_html(event, len(turns))
-                    yield messages(done), done, shown, self.status_line(), snapshot(done)
+                    panel = sources_html(event, len(turns))
+                    yield messages(done), done, panel, self.status_line(), snapshot(done)
                     return
-                if isinstance(event, Retry):  # the model is asked again: drop its refusal
-                    text = ""
-                elif isinstance(event, Token):
-                    text += event.text
-                    streamed = escape_markdown(text) + " ▌"
-                    yield messages(turns, question, streamed), turns, skip, skip, skip
+                if isinstance(event, Retry):  # asked again: nothing was shown, nothing to drop
+                    shown = []
+                elif isinstance(event, Sentence):
+                    shown.append(event)
+                if isinstance(event, Token):
+                    if drafting:
+                        continue  # the draft is not shown: only that a sentence is coming
+                    drafting = True
+                if isinstance(event, Sentence | Token | Retry):
+                    partial = checked_markdown(shown, len(turns))
+                    yield messages(turns, question, partial), turns, skip, skip, skip
         except RagError as exc:
             error = self.service.describe(exc)
             failed = [*turns, {"question": question, "answer": None, "error": error}]

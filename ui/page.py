@@ -30,6 +30,7 @@ a.rag-cite:hover, a.rag-source:hover { text-decoration: underline; }
 .rag-sources-list { margin: .3em 0; }
 .rag-sources-list li { margin-bottom: .4em; }
 .rag-standalone { font-size: .9em; color: var(--body-text-color-subdued); }
+.rag-checking { font-size: .85em; font-style: italic; color: var(--body-text-color-subdued); }
 .rag-empty { color: var(--body-text-color-subdued); font-size: .9em; padding: .4em 0; }
 .rag-article h3 { margin: .2em 0; }
 .rag-article-text { white-space: pre-wrap; max-height: 420px; overflow-y: auto;
