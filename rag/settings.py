@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         "with claim_check off, the similarity it needs to be shown).",
     )
     claim_check: bool = Field(
-        True,
+        False,
         description="Check every answer sentence with the trained claim-check model "
         "(rag/models/support): the cited passage must state it.",
     )
