@@ -78,10 +78,39 @@ def route_scores(route: str, rows: list[dict[str, Any]], settings: Any) -> list[
         model = SupportModel(embedding_path(settings), **_adapter())
         return [s for r in rows for s in model.scores([(r["claim"], r["passage"])])]
     if route == "llm":
-        from bench_judge import llm_scores  # type: ignore[import-not-found]
-
         return llm_scores(rows, settings)
     raise SystemExit(f"unknown route {route}")
+
+
+JUDGE = (
+    "Passage: {passage}\n\nQuestion: {question}\nClaim: {claim}\n\n"
+    "Does the passage state exactly what the claim says, and does the claim answer the "
+    "question? Answer Yes or No."
+)
+
+
+def llm_scores(rows: list[dict[str, Any]], settings: Any) -> list[float]:
+    """P("Yes") of the packaged LLM as a judge, from its first token's log-probabilities."""
+    import math
+
+    from rag.llm import make_llm
+
+    client = make_llm(settings).client  # type: ignore[attr-defined]
+    out = []
+    for r in rows:
+        prompt = JUDGE.format(passage=r["passage"], question=r["question"], claim=r["claim"])
+        reply = client.create_chat_completion(
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=20,
+        )
+        top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        probs = {t["token"].strip().lower(): math.exp(t["logprob"]) for t in top}
+        yes, no = probs.get("yes", 0.0), probs.get("no", 0.0)
+        out.append(yes / (yes + no) if yes + no else 0.5)
+    return out
 
 
 ADAPTER: Path | None = None

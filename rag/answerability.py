@@ -48,6 +48,21 @@ ESTIMATE = re.compile(
 )
 
 
+def asks_figure(question: str) -> bool:
+    """True for "how many / how much / what percentage ..." questions."""
+    return bool(_NUMERIC.match(question))
+
+
+def asks_time(question: str) -> bool:
+    """True for "when / what year / on what date ..." questions."""
+    return bool(_TEMPORAL.match(question))
+
+
+def has_time(sentence: str, question: str = "") -> bool:
+    """True when the sentence names a time the question does not already hold."""
+    return bool(_TIME_WORDS.search(_minus(sentence, question)))
+
+
 def question_constraints(question: str, article_text: str) -> list[str]:
     """The question's years, numbers and names that its cited article does not contain."""
     return missing_facts(question, article_text)
@@ -60,9 +75,9 @@ def answers(question: str, sentence: str, passages: str, article_text: str) -> s
     if missing:
         return "the cited article is not about " + ", ".join(missing)
     new_numbers = [n for n in numbers(sentence) if n.text.lower() not in question.lower()]
-    if _NUMERIC.match(question) and not new_numbers:
+    if asks_figure(question) and not new_numbers:
         return "the question asks for a figure and the sentence gives none"
-    if _TEMPORAL.match(question) and not _TIME_WORDS.search(_minus(sentence, question)):
+    if asks_time(question) and not has_time(sentence, question):
         return "the question asks when and the sentence gives no time"
     if not ESTIMATE.search(question) and _estimate_given(sentence, passages):
         return "it gives an estimate, plan or offer where the question asks what happened"

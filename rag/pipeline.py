@@ -109,6 +109,7 @@ def make_retriever(
         max_chars=settings.evidence_max_chars,
         min_relevance=settings.min_relevance,
         relative_relevance=settings.relative_relevance,
+        neighbours=settings.evidence_neighbours,
         keyword_index=keyword_index,
     )
 

@@ -115,6 +115,7 @@ class Retriever:
         min_relevance: float = 0.30,
         relative_relevance: float = 0.70,
         keyword_index: KeywordIndex | None = None,
+        neighbours: bool = True,
     ) -> None:
         self.index = index
         self.keyword_index = keyword_index
@@ -124,6 +125,7 @@ class Retriever:
         self.max_chars = max_chars
         self.min_relevance = min_relevance
         self.relative_relevance = relative_relevance
+        self.neighbours = neighbours
         self._stamp = index.stamp()
         self._checked = time.monotonic()
 
@@ -194,6 +196,27 @@ class Retriever:
             chosen.append((sentence, float(scores[i])))
             words.append(bag)
             used += len(sentence.text)
+        return self._with_neighbour(chosen, sentences, scores, used)
+
+    def _with_neighbour(
+        self,
+        chosen: list[tuple[_Sentence, float]],
+        sentences: list[_Sentence],
+        scores: np.ndarray,
+        used: int,
+    ) -> list[tuple[_Sentence, float]]:
+        """The best match's next sentence added when the budget allows: an article often
+        gives the detail asked for right after the sentence that names the event ("It will
+        cost £3m, he said.")."""
+        if not self.neighbours or not chosen:
+            return chosen
+        best = chosen[0][0]
+        taken = {(s.source, s.start) for s, _ in chosen}
+        for i, s in enumerate(sentences):
+            after = s.source == best.source and 0 <= s.start - best.end <= 3
+            if after and (s.source, s.start) not in taken and used + len(s.text) <= self.max_chars:
+                chosen.insert(1, (s, float(scores[i])))
+                break
         return chosen
 
     def _sentences(self, hits: list[tuple[Document, float]], dim: int) -> list[_Sentence]:

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         le=1.0,
         description="A sentence scoring below this fraction of the best one's score is not evidence.",
     )
+    evidence_neighbours: bool = Field(
+        True,
+        description="Add the sentence after the best match to the evidence when the budget "
+        "allows (it often holds the detail asked for).",
+    )
     support_threshold: float = Field(
         0.45,
         description="Embedding similarity that picks the passage an answer sentence cites (and, "
