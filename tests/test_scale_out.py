@@ -281,7 +281,7 @@ class TokenProxy:
 def test_chroma_token_over_tls_is_sent_and_a_wrong_or_missing_one_is_refused_clearly(
     chroma_server, tmp_path, monkeypatch
 ):
-    from rag.store import make_client
+    from rag.chroma import make_client
 
     token = "team-token-42"
     cert, key = self_signed_cert(tmp_path)
