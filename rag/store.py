@@ -244,6 +244,8 @@ def open_index(
     """
     from langchain_chroma import Chroma
 
+    from rag.keywords import open_keywords
+
     if (
         not create
         and not settings.chroma_host
@@ -270,7 +272,20 @@ def open_index(
         collection_metadata=meta,
         collection_configuration=config,  # type: ignore[arg-type]  # a TypedDict
     )
-    stored = dict(chunks._collection.metadata or {})
+    _check_built_alike(dict(chunks._collection.metadata or {}), meta, settings)
+    local = not settings.chroma_host
+    return Index(
+        chunks=chunks,
+        embeddings=embeddings,
+        stamp_file=settings.store_dir / STAMP if local else None,
+        reopen_with=(lambda: _reopen(settings, embeddings, fingerprint)) if local else None,
+        keywords=open_keywords(settings, create=create),
+    )
+
+
+def _check_built_alike(stored: dict[str, Any], meta: dict[str, str], settings: Settings) -> None:
+    """IndexMismatchError, with the fix, when the index was built with other settings."""
+    where = index_location(settings)
     mismatched = {k: (stored.get(k), v) for k, v in meta.items() if stored.get(k) != v}
     if mismatched:
         detail = ", ".join(
@@ -287,16 +302,6 @@ def open_index(
         raise IndexMismatchError(
             f"The index {where} was built differently ({detail}). {fix}", frozenset(mismatched)
         )
-    from rag.keywords import open_keywords
-
-    local = not settings.chroma_host
-    return Index(
-        chunks=chunks,
-        embeddings=embeddings,
-        stamp_file=settings.store_dir / STAMP if local else None,
-        reopen_with=(lambda: _reopen(settings, embeddings, fingerprint)) if local else None,
-        keywords=open_keywords(settings, create=create),
-    )
 
 
 def _reopen(settings: Settings, embeddings: SentenceEncoder, fingerprint: dict[str, str]) -> Index:
