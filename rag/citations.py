@@ -271,3 +271,18 @@ def _render(
         parts.append(f"{body} {''.join(marks)}{stop}")
     citations = [to_citation(new, by_n[old]) for old, new in renumber.items()]
     return Answer(answer=" ".join(parts), citations=citations, question=question, removed=removed)
+
+
+def format_answer(answer: Answer) -> str:
+    """Answer text followed by its numbered sources (or, on a refusal, the closest passages)."""
+    lines = [answer.answer]
+    for heading, cites, mark in (
+        ("Sources:", answer.citations, "[{}]"),
+        ("Closest passages (they do not answer the question):", answer.closest, "({})"),
+    ):
+        if cites:
+            lines += ["", heading]
+        for c in cites:
+            lines.append(f"  {mark.format(c.n)} {c.title} ({c.source}, chars {c.start}-{c.end})")
+            lines.append(f"      “{' '.join(c.quote.split())}”")
+    return "\n".join(lines)

@@ -315,7 +315,10 @@ class KeywordIndex:
         self._rebuilding = False
         self._lock = threading.Lock()
         self._checked = time.monotonic()
-        self.store = index.keywords or self._build()
+        saved = index.keywords
+        if saved is not None and saved.count() == 0 and index.count_chunks() > 0:
+            saved = None  # made empty by other means than `rag ingest` (which fills it)
+        self.store = saved or self._build()
 
     @property
     def saved(self) -> bool:
