@@ -76,6 +76,7 @@ class KeywordStore:
     """
 
     def __init__(self, path: Path | None, create: bool = False) -> None:
+        import bm25s  # noqa: F401  imported now (~0.4 s), not by the first question
         import tantivy
 
         self.path = path
