@@ -27,7 +27,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_load, current_rss_mb, dev_questions, machine, offline, p50, percentile, timer
+from _common import (
+    cpu_load,
+    current_rss_mb,
+    dev_questions,
+    machine,
+    offline,
+    p50,
+    percentile,
+    timer,
+)
 
 offline()
 PAGE = 5000
@@ -179,9 +188,11 @@ def main() -> None:
             shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{'chunks':>9} {'before: build s':>16} {'RSS MiB':>8} {'p50/p95 ms':>12}"
-          f" | {'after: open s':>13} {'RSS MiB':>8} {'p50/p95 ms':>12} {'write ms/art':>12}"
-          f" {'save once s':>11} {'disk MiB':>9}")
+    print(
+        f"\n{'chunks':>9} {'before: build s':>16} {'RSS MiB':>8} {'p50/p95 ms':>12}"
+        f" | {'after: open s':>13} {'RSS MiB':>8} {'p50/p95 ms':>12} {'write ms/art':>12}"
+        f" {'save once s':>11} {'disk MiB':>9}"
+    )
     for size, s in rows:
         b, o, w = s["before"], s["open"], s["build"]
         print(
