@@ -36,7 +36,7 @@ CLOSEST_SHOWN = 3  # passages shown with a refusal
 ASKED_WORDS_MIN_SCORE = 0.4
 SHORT_CLAIM_WORDS = 8  # a shorter sentence makes its claim together with the question
 
-__all__ = ["Verification", "Verifier", "is_refusal", "refusal", "to_citation"]
+__all__ = ["Verification", "Verifier", "format_answer", "is_refusal", "refusal", "to_citation"]
 
 
 class Verifier:
@@ -291,3 +291,18 @@ def refusal(question: str, evidence: list[Evidence]) -> Answer:
 def to_citation(n: int, e: Evidence) -> Citation:
     """An evidence passage as a numbered citation."""
     return Citation(n=n, source=e.source, title=e.title, quote=e.text, start=e.start, end=e.end)
+
+
+def format_answer(answer: Answer) -> str:
+    """Answer text followed by its numbered sources (or, on a refusal, the closest passages)."""
+    lines = [answer.answer]
+    for heading, cites, mark in (
+        ("Sources:", answer.citations, "[{}]"),
+        ("Closest passages (they do not answer the question):", answer.closest, "({})"),
+    ):
+        if cites:
+            lines += ["", heading]
+        for c in cites:
+            lines.append(f"  {mark.format(c.n)} {c.title} ({c.source}, chars {c.start}-{c.end})")
+            lines.append(f"      “{' '.join(c.quote.split())}”")
+    return "\n".join(lines)

@@ -16,7 +16,6 @@ from rag.errors import RagError
 
 if TYPE_CHECKING:
     from rag.chain import QA
-    from rag.schema import Answer
     from rag.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -87,21 +86,6 @@ def ingest(
         )
 
 
-def format_answer(answer: Answer) -> str:
-    """Answer text followed by its numbered sources (or, on a refusal, the closest passages)."""
-    lines = [answer.answer]
-    for heading, cites, mark in (
-        ("Sources:", answer.citations, "[{}]"),
-        ("Closest passages (they do not answer the question):", answer.closest, "({})"),
-    ):
-        if cites:
-            lines += ["", heading]
-        for c in cites:
-            lines.append(f"  {mark.format(c.n)} {c.title} ({c.source}, chars {c.start}-{c.end})")
-            lines.append(f"      “{' '.join(c.quote.split())}”")
-    return "\n".join(lines)
-
-
 @app.command()
 def ask(
     question: Annotated[str | None, typer.Argument(help="Omit it to ask interactively.")] = None,
@@ -109,6 +93,7 @@ def ask(
     store: Annotated[Path | None, typer.Option(help="Index folder [default: data/chroma].")] = None,
 ) -> None:
     """Answer a question from the indexed articles, with numbered citations."""
+    from rag.citations import format_answer
     from rag.pipeline import build_qa
     from rag.questions import Query
 
@@ -151,6 +136,7 @@ def _interactive(qa: QA) -> None:
 
 
 def _chat_loop(qa: QA) -> None:
+    from rag.citations import format_answer
     from rag.schema import Answer, Sentence
 
     history: list[tuple[str, str]] = []
@@ -186,6 +172,17 @@ def serve(
 
     try:
         run_server(_settings(host=host, port=port))
+    except RagError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def mcp() -> None:
+    """Serve the archive's tools (search_articles, ask) over MCP on stdio, for agent clients."""
+    from ui.mcp_server import run_stdio  # the CLI is the composition root
+
+    try:
+        run_stdio(_settings())
     except RagError as exc:
         _fail(str(exc))
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from rag.chunking import chunk_article
 from rag.errors import ArticleError, CorpusError
+from rag.keywords import sync_keywords
 from rag.loading import load_article, printable, scan_corpus, source_name
 from rag.schema import Article, Chunk
 from rag.store import Index
@@ -45,6 +46,16 @@ class IngestReport:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class IngestOptions:
+    """How articles are read and cut (from the settings)."""
+
+    chunk_size: int = 1000
+    chunk_overlap: int = 200
+    max_bytes: int = 20 * 2**20
+    batch_chunks: int = 256
+
+
 def ingest(
     corpus_dir: Path,
     index: Index,
@@ -55,12 +66,32 @@ def ingest(
     batch_chunks: int = 256,
     progress: bool = True,
 ) -> IngestReport:
-    """Add new and changed articles, drop deleted ones, skip unchanged ones by content hash."""
+    """Add new and changed articles, drop deleted ones, skip unchanged ones by content hash;
+    the saved keyword index is brought in step first (after a killed run) and kept in step."""
     started = time.perf_counter()
     files, unlisted = scan_corpus(corpus_dir)
     if not files:
         raise _nothing_to_ingest(corpus_dir, unlisted)
     report = IngestReport()
+    options = IngestOptions(chunk_size, chunk_overlap, max_bytes, batch_chunks)
+    try:
+        if index.keywords is not None and (note := sync_keywords(index, index.keywords)):
+            report.notes.append(note)
+        _ingest_files(corpus_dir, _progress(files, progress), unlisted, index, options, report)
+    finally:
+        index.close()  # the keyword index's writer is released for the next run
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_files(
+    corpus_dir: Path,
+    files: Iterable[Path],
+    unlisted: list[tuple[str, str]],
+    index: Index,
+    options: IngestOptions,
+    report: IngestReport,
+) -> None:
     stored = index.article_states()
     present = _keep_unlisted(unlisted, stored, report)
     first_seen: dict[str, str] = {}  # sha256 -> source, to catch the same article twice
@@ -72,10 +103,10 @@ def ingest(
             report.chunks_written += sum(len(chunks) for _, chunks in pending)
             pending.clear()
 
-    for path in _progress(files, enabled=progress):
+    for path in files:
         source = source_name(path, corpus_dir)
         present.add(source)
-        article = _read(path, corpus_dir, max_bytes, report)
+        article = _read(path, corpus_dir, options.max_bytes, report)
         if article is None:
             continue  # skipped: what the index holds for it is kept
         if article.sha256 in first_seen:
@@ -90,19 +121,17 @@ def ingest(
             report.unchanged += 1
             continue
         try:
-            chunks = chunk_article(article, chunk_size, chunk_overlap)
+            chunks = chunk_article(article, options.chunk_size, options.chunk_overlap)
         except Exception as exc:
             report.skipped.append((source, _unexpected(source, exc)))
             continue
         (report.updated if old else report.added).append(source)
         pending.append((article, chunks))
-        if sum(len(chunks) for _, chunks in pending) >= batch_chunks:
+        if sum(len(chunks) for _, chunks in pending) >= options.batch_chunks:
             flush()
     flush()
     report.removed = sorted(s for s in stored if s not in present)
     index.remove(report.removed)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def _nothing_to_ingest(corpus_dir: Path, unlisted: list[tuple[str, str]]) -> CorpusError:

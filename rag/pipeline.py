@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rag.embeddings import SentenceEncoder
     from rag.indexing import IngestReport
     from rag.keywords import KeywordIndex
+    from rag.langchain import ArchiveRetriever
     from rag.retrieval import Retriever
     from rag.store import Index
     from rag.support import SupportModel
@@ -123,6 +124,20 @@ def build_retriever(settings: Settings, embeddings: SentenceEncoder | None = Non
     index = open_index_for(settings, embeddings)
     return make_retriever(
         settings, index, embeddings, KeywordIndex(index) if settings.hybrid else None
+    )
+
+
+def build_langchain_retriever(
+    settings: Settings, k: int | None = None, embeddings: SentenceEncoder | None = None
+) -> ArchiveRetriever:
+    """The archive as a LangChain `BaseRetriever` (sync and async): up to `k` (default
+    `settings.evidence_sentences`) evidence passages per query, as Documents."""
+    from rag.langchain import ArchiveRetriever
+
+    return ArchiveRetriever(
+        settings=settings,
+        k=k or settings.evidence_sentences,
+        retriever=build_retriever(settings, embeddings),
     )
 
 

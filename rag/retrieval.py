@@ -148,9 +148,9 @@ class Retriever:
         """Alias of `retrieve`, so a Retriever can be used as a chain step."""
         return self.retrieve(question)
 
-    def retrieve(self, question: str) -> list[Evidence]:
-        """Return up to `max_sentences` evidence passages with relevance >= `min_relevance` and
-        >= `relative_relevance` times the best passage's.
+    def retrieve(self, question: str, limit: int | None = None) -> list[Evidence]:
+        """Return up to `limit` (default `max_sentences`) evidence passages with relevance
+        >= `min_relevance` and >= `relative_relevance` times the best passage's.
 
         One embedding (the question's) per call: the sentences' vectors come from the index.
         """
@@ -170,10 +170,10 @@ class Retriever:
             + WEIGHTS[1] * np.asarray([s.chunk_score for s in sentences])
             + WEIGHTS[2] * keyword_overlap(question, [s.text for s in sentences])
         )
-        return _numbered(self._choose(sentences, scores))
+        return _numbered(self._choose(sentences, scores, limit or self.max_sentences))
 
     def _choose(
-        self, sentences: list[_Sentence], scores: np.ndarray
+        self, sentences: list[_Sentence], scores: np.ndarray, limit: int
     ) -> list[tuple[_Sentence, float]]:
         """The best sentences within the floors, the count and the character budget, each
         lightly edited copy of a sentence left out."""
@@ -185,7 +185,7 @@ class Retriever:
         words: list[set[str]] = []
         used = 0
         for i in ranked:
-            if scores[i] < floor or len(chosen) >= self.max_sentences:
+            if scores[i] < floor or len(chosen) >= limit:
                 break
             sentence = sentences[i]
             if used + len(sentence.text) > self.max_chars and chosen:

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     )
     chroma_port: int = 8000
     chroma_token: SecretStr | None = None
+    keyword_dir: Path | None = Field(
+        None,
+        description="Where `rag ingest` saves the keyword (BM25) index; default: "
+        "<store_dir>/keywords. With a Chroma server: a folder the ingest job writes and every "
+        "app instance reads (a shared volume); unset there, each instance builds the keyword "
+        "index in memory at start.",
+    )
 
     # Chunking
     chunk_size: int = Field(1000, ge=200, description="Target chunk length in characters.")

@@ -352,6 +352,9 @@ def test_sigkill_at_random_points_never_corrupts_the_store(tmp_path, embeddings)
             if _sha(path) not in expected.values():
                 expected[path.name] = _sha(path)
         assert {s: m["sha256"] for s, m in states.items()} == expected
+        # The saved keyword index holds exactly the chunks Chroma holds, whatever was killed.
+        assert index.keywords is not None
+        assert index.keywords.ids() == set(index.collection.get(include=[])["ids"])
     finally:
         index.chunks._client.close()
     assert any(0 < stored < whole for *_, stored, whole in log), "no kill mid-ingest"

@@ -1,4 +1,5 @@
-"""One web server: the Gradio chat page ("/"), the widget ("/widget") and the REST API ("/api").
+"""One web server: the Gradio chat page ("/"), the widget ("/widget"), the REST API ("/api"),
+the OpenAI-compatible API ("/v1") and the MCP endpoint ("/mcp").
 
 Who may embed the pages and call the API from a browser is `Settings.allowed_origins` plus the
 app's own origin and http://localhost:* / http://127.0.0.1:*. The browser enforces it: CSP
@@ -19,6 +20,8 @@ from rag.errors import RagError, SettingsError
 from rag.settings import Settings
 from ui.api import EXAMPLE, api_router, error_response, validation_error
 from ui.guards import BodyLimit, OriginGuard, origin_patterns, origin_regex
+from ui.mcp_server import mcp_http
+from ui.openai_api import openai_router
 from ui.redaction import hide_secrets_in_output
 from ui.service import ChatService
 
@@ -28,15 +31,20 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, service: ChatService | None = None) -> FastAPI:
     """The FastAPI app: /api routes, /docs, and the Gradio chat page and widget mounted at "/"."""
     service = service or ChatService(settings)
+    mcp_gate, mcp_lifespan = mcp_http(service)
     app = FastAPI(
         title="News archive Q&A",
         description="Ask questions about the news articles; every claim cites its passage.",
         version="1",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=mcp_lifespan,
     )
     _error_handlers(app, service)
     app.include_router(api_router(service))
+    app.include_router(openai_router(service))
+    # MCP over streamable HTTP; an ASGI app is a valid endpoint (Starlette calls it as is).
+    app.add_route("/mcp", mcp_gate, include_in_schema=False)  # type: ignore[arg-type]
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

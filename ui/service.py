@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from rag.chain import QA, last_answer
 from rag.errors import BusyError, ModelError, ModelLoadingError, RagError
 from rag.questions import Query
-from rag.schema import Answer, Event
+from rag.schema import Answer, Event, Evidence
 from rag.settings import Settings
 from ui.guards import RateLimiter
 from ui.loader import Loader
@@ -110,6 +110,12 @@ class ChatService:
             self._waiting -= 1
 
     # ---- articles ------------------------------------------------------------------------
+
+    def passages(self, text: str, k: int, wait: float = 0.0) -> list[Evidence]:
+        """Up to `k` evidence passages for `text` (retrieval only: no LLM, no queue), as the
+        answer would see them; ModelLoadingError before the index is open."""
+        query = self.query(text)
+        return self.loader.qa(wait=wait).retriever.retrieve(query.question, k)  # type: ignore[attr-defined]
 
     def article(self, source: str) -> tuple[str, str] | None:
         """(title, full text) of an ingested article, or None; ModelLoadingError before the
