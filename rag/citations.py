@@ -249,8 +249,20 @@ def refusal(question: str, evidence: list[Evidence]) -> Answer:
 
 
 def to_citation(n: int, e: Evidence) -> Citation:
-    """An evidence passage as a numbered citation."""
-    return Citation(n=n, source=e.source, title=e.title, quote=e.text, start=e.start, end=e.end)
+    """An evidence passage as a numbered citation, with its article's date, outlet, URL and
+    author where known."""
+    return Citation(
+        n=n,
+        source=e.source,
+        title=e.title,
+        quote=e.text,
+        start=e.start,
+        end=e.end,
+        date=e.date or None,
+        outlet=e.outlet or None,
+        url=e.url or None,
+        author=e.author or None,
+    )
 
 
 def _render(

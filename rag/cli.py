@@ -87,6 +87,26 @@ def ingest(
         )
 
 
+@app.command()
+def articles(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+    store: Annotated[Path | None, typer.Option(help="Index folder [default: data/chroma].")] = None,
+) -> None:
+    """List every indexed article: title, date (or undated), outlet, URL, characters kept, and
+    the extractor that produced its text."""
+    from rag.articles import format_table, list_articles
+    from rag.pipeline import open_records
+
+    try:
+        listing = list_articles(open_records(_settings(store_dir=store)))
+    except RagError as exc:
+        _fail(str(exc), as_json)
+    if as_json:
+        print(json.dumps(listing, ensure_ascii=not _utf8_stdout()))
+    else:
+        typer.echo(format_table(listing))
+
+
 def format_answer(answer: Answer) -> str:
     """Answer text followed by its numbered sources (or, on a refusal, the closest passages)."""
     lines = [answer.answer]
@@ -97,7 +117,13 @@ def format_answer(answer: Answer) -> str:
         if cites:
             lines += ["", heading]
         for c in cites:
-            lines.append(f"  {mark.format(c.n)} {c.title} ({c.source}, chars {c.start}-{c.end})")
+            about = ", ".join(x for x in (c.outlet, c.date) if x)
+            lines.append(
+                f"  {mark.format(c.n)} {c.title}{f' ({about})' if about else ''} "
+                f"({c.source}, chars {c.start}-{c.end})"
+            )
+            if c.url:
+                lines.append(f"      {c.url}")
             lines.append(f"      “{' '.join(c.quote.split())}”")
     return "\n".join(lines)
 
