@@ -107,6 +107,43 @@ def articles(
         typer.echo(format_table(listing))
 
 
+@app.command()
+def fetch(
+    urls: Annotated[list[str] | None, typer.Argument(help="Page URLs.")] = None,
+    feed: Annotated[list[str] | None, typer.Option(help="An RSS or Atom feed. Repeatable.")] = None,
+    sitemap: Annotated[
+        list[str] | None, typer.Option(help="A sitemap or sitemap index. Repeatable.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Pages to download [default: 200].")] = None,
+    corpus: Annotated[
+        Path | None, typer.Option(help="Folder of articles [default: corpus].")
+    ] = None,
+    ingest_after: Annotated[
+        bool, typer.Option("--ingest/--no-ingest", help="Ingest the corpus afterwards.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Download pages into corpus/web/<host>/ (then ingest): pages by URL, a feed's entries,
+    a sitemap's pages. Only new or changed pages are downloaded again."""
+    from rag.fetch import run_fetch
+    from rag.pipeline import run_ingest
+
+    if not (urls or feed or sitemap):
+        _fail("Give page URLs, --feed URL or --sitemap URL.")
+    try:
+        settings = _settings(corpus_dir=corpus)
+        report = run_fetch(
+            settings, urls or [], feed or [], sitemap or [], limit=limit, show_progress=not quiet
+        )
+        typer.echo(report.summary())
+        if not (report.fetched or report.unchanged):
+            _fail("Nothing was fetched (reasons above).")
+        if ingest_after:
+            typer.echo(run_ingest(settings, progress=not quiet).summary())
+    except RagError as exc:
+        _fail(str(exc))
+
+
 def format_answer(answer: Answer) -> str:
     """Answer text followed by its numbered sources (or, on a refusal, the closest passages)."""
     lines = [answer.answer]
