@@ -54,12 +54,13 @@ def extract_page(html: str, url: str | None = None) -> Page:
     outlet = _outlet(objects, metas) or (_host(url) if url else "")
     title = page_title(tree, objects, metas, outlet)
     lang = _language(tree, metas)
+    address = _url(url, tree, metas)  # the fetched URL, else the page's canonical one
     meta = {
         "extractor": extractor,
-        "date": publication_date(tree, objects, url, lang) or "",
+        "date": publication_date(tree, objects, address or None, lang) or "",
         "outlet": outlet,
         "author": _author(objects, metas),
-        "url": _url(url, tree, metas),
+        "url": address,
         "lang": lang.split("-")[0],
     }
     if title and not text.startswith(title):

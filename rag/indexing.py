@@ -49,6 +49,12 @@ class IngestReport:
             lines.append(self.pages_line())
         return "\n".join(lines)
 
+    def count_page(self, source: str, metadata: dict[str, str]) -> None:
+        """Note a web page (metadata naming its extractor) written this run."""
+        if "extractor" in metadata:
+            self.pages[source] = metadata["extractor"]
+            self.undated_pages += not metadata.get("date")
+
     def pages_line(self) -> str:
         """Web pages written this run: extracted, fallen back (naming a few), undated."""
         fell = {s: e for s, e in self.pages.items() if e != TRAFILATURA}
@@ -111,9 +117,7 @@ def ingest(
             report.skipped.append((source, _unexpected(source, exc)))
             continue
         (report.updated if old else report.added).append(source)
-        if "extractor" in article.metadata:  # a web page
-            report.pages[source] = article.metadata["extractor"]
-            report.undated_pages += not article.metadata.get("date")
+        report.count_page(source, article.metadata)
         pending.append((article, chunks))
         if sum(len(chunks) for _, chunks in pending) >= batch_chunks:
             flush()

@@ -13,6 +13,7 @@ from rag import safehttp
 from rag.extract import read_sidecar
 from rag.fetch import page_path, parse_sitemap, run_fetch
 from rag.settings import Settings
+
 pytest_plugins = ["tests.web_site"]
 
 LOOPBACK = ["127.0.0.1/32"]
@@ -41,9 +42,7 @@ def fetch_all(site, settings: Settings):
     )
 
 
-def test_every_allowed_page_is_fetched_and_the_rest_refused_with_the_reason(
-    news_site, tmp_path
-):
+def test_every_allowed_page_is_fetched_and_the_rest_refused_with_the_reason(news_site, tmp_path):
     settings = settings_for(tmp_path)
     report = fetch_all(news_site, settings)
     assert sorted(report.fetched) == sorted(news_site.url(f"/news/{s}.html") for s in ALLOWED)
@@ -124,9 +123,10 @@ def test_the_connection_goes_to_the_checked_address(news_site, tmp_path, monkeyp
     )
     assert report.fetched == [f"http://news.example:{port}/news/story-3.html"]
     assert f"news.example:{port}" in news_site.hosts
-    assert "resolves to 10.1.2.3, a private address" in dict(report.skipped)[
-        "http://evil.example/news/x.html"
-    ]
+    assert (
+        "resolves to 10.1.2.3, a private address"
+        in dict(report.skipped)["http://evil.example/news/x.html"]
+    )
     assert lookups.count("news.example") == 2  # robots.txt and the page, one lookup each
 
 
@@ -206,3 +206,42 @@ def test_the_sidecar_is_json_the_loader_reads(news_site, tmp_path):
     assert article.title == "Museum wins lottery grant for new gallery"
     for chrome in ("Horoscope", "never share your email", "Accept all cookies", "Most read"):
         assert chrome not in article.text, chrome
+
+
+@pytest.mark.models
+def test_rag_fetch_then_rag_articles(news_site, tmp_path):
+    """The real commands: `rag fetch` (with its ingest), again (nothing downloaded), then
+    `rag articles --json`."""
+    from tests.conftest import run_rag
+
+    env = {
+        "RAG_CORPUS_DIR": str(tmp_path / "corpus"),
+        "RAG_STORE_DIR": str(tmp_path / "chroma"),
+        "RAG_FETCH_ALLOWED_NETWORKS": json.dumps(LOOPBACK),
+        "RAG_FETCH_DELAY": "0",
+        "RAG_FETCH_TIMEOUT": "1",
+        "RAG_FETCH_MAX_MB": "1",
+    }
+    args = ["fetch", "--quiet", "--feed", news_site.url("/feed.rss"), "--sitemap",
+            news_site.url("/sitemap.xml"), news_site.url("/news/story-3.html")]  # fmt: skip
+    first = run_rag(*args, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Fetched 4 pages, 0 unchanged, 4 skipped, 1 failed." in first.stdout
+    assert "robots.txt forbids it" in first.stdout and "169.254.169.254" in first.stdout
+    assert "4 added" in first.stdout
+    assert "Web pages: 4 extracted, 0 fell back to a simpler extractor; 0 undated." in first.stdout
+    second = run_rag(*args, env=env)
+    assert "Fetched 0 pages, 4 unchanged" in second.stdout, second.stdout + second.stderr
+    assert "0 added, 0 updated, 0 removed, 4 unchanged" in second.stdout
+
+    listed = run_rag("articles", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    articles = {a["url"]: a for a in json.loads(listed.stdout)}
+    story = articles[news_site.url("/news/story-4.html")]
+    assert story["title"] == "Museum wins lottery grant for new gallery"
+    assert (story["date"], story["outlet"], story["extractor"]) == (
+        "2025-03-18",
+        "Harbour Post",
+        "trafilatura",
+    )
+    assert len(articles) == 4

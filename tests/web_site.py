@@ -30,7 +30,7 @@ MENU = (
 FOOTER = (
     '<div class="newsletter"><p>Sign up for our newsletter. We will never share your email '
     "address with third parties and you can unsubscribe at any time.</p></div>"
-    '<footer><p>Copyright 2025 Harbour Post Media Ltd. All rights reserved.</p>'
+    "<footer><p>Copyright 2025 Harbour Post Media Ltd. All rights reserved.</p>"
     "<p>Cookie settings | Privacy policy | Terms of use | Contact us</p></footer>"
 )
 STORIES = {
@@ -164,7 +164,9 @@ class NewsSite:
     def pages_served(self) -> int:
         """How many 200 responses the site gave for its story pages (/news/)."""
         return sum(
-            n for (path, status), n in self.served.items() if status == 200 and path.startswith("/news/")
+            n
+            for (path, status), n in self.served.items()
+            if status == 200 and path.startswith("/news/")
         )
 
 
