@@ -80,7 +80,8 @@ def news_page(slug: str, version: int = 1) -> str:
             "The budget sets out spending on roads, schools and the harbour for the year ahead, "
             "and proposes a council tax rise of three per cent to pay for social care."
         )
-    paragraphs = "".join(f"<p>{html.escape(s.strip())}.</p>" for s in body.split(". ") if s)
+    sentences = [s.strip().rstrip(".") for s in body.split(". ") if s.strip()]
+    paragraphs = "".join(f"<p>{html.escape(s)}.</p>" for s in sentences)
     related = "".join(f'<li><a href="/news/{s}.html">{t[0]}</a></li>' for s, t in STORIES.items())
     return f"""<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">
 <title>{html.escape(title)} | {OUTLET}</title>
