@@ -15,8 +15,8 @@ are not in the article. An extractor's text then scores:
 Titles are right when they equal the label after normalising, or differ from it only by a
 site-name part cut off at a separator (" | ", " - ", " – ", " — ", " :: ", " · ", " » ");
 outlets when they equal `siteName` after normalising (pages without one are not counted); dates
-when the day is the labelled one (`date`, else `date_from_page`), and a page without a labelled
-date must get none.
+when the day is the labelled one (`date`, else `date_from_page`; a stored timestamp counts by the
+day it states), and a page without a labelled date must get none.
 
     .venv/bin/python bench/extract.py [--split dev|test|both] [--rounds 3] [--pages]
 """
@@ -205,6 +205,13 @@ def outlet_right(outlet: str | None, label: str | None) -> bool | None:
     return normalise(outlet or "") == normalise(label)
 
 
+def _day(value: object) -> str | None:
+    """A stored date as its day: today's parser stores the <meta> value as written."""
+    from rag.pagedate import as_day
+
+    return as_day(value)
+
+
 def labelled_date(label: dict[str, Any]) -> str | None:
     """The page's publication day, or None for an undated page."""
     return label.get("date") or label.get("date_from_page")
@@ -266,7 +273,7 @@ def evaluate(name: str, extractor: Extractor, truths: list[Truth], split: str) -
         outlet = outlet_right(meta.get("outlet"), truth.label["siteName"])
         if outlet is not None:
             report.outlets.append(outlet)
-        want, got = labelled_date(truth.label), meta.get("date")
+        want, got = labelled_date(truth.label), _day(meta.get("date"))
         (report.dated if want else report.invented).append(got == want if want else bool(got))
         extractor_name = str(meta.get("extractor", name))
         report.extractors[extractor_name] = report.extractors.get(extractor_name, 0) + 1
