@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.server_fixtures import CORPUS, ingested_store, open_chat, ready_server, wait_answered
-from tests.web_site import news_page
 
 pytest_plugins = ["tests.browser_fixtures"]
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.models]
@@ -26,6 +25,8 @@ CHROME = ("Horoscope", "Most Searched Products", "never share your email", "Acce
 
 @pytest.fixture(scope="module")
 def server():
+    from tests.web_site import news_page  # imported here: the module is also a pytest plugin
+
     corpus = Path(tempfile.mkdtemp(prefix="rag-test-web-corpus-"))
     try:
         shutil.copytree(CORPUS, corpus, dirs_exist_ok=True)
