@@ -289,8 +289,20 @@ def refusal(question: str, evidence: list[Evidence]) -> Answer:
 
 
 def to_citation(n: int, e: Evidence) -> Citation:
-    """An evidence passage as a numbered citation."""
-    return Citation(n=n, source=e.source, title=e.title, quote=e.text, start=e.start, end=e.end)
+    """An evidence passage as a numbered citation, with its article's date, outlet, URL and
+    author where known."""
+    return Citation(
+        n=n,
+        source=e.source,
+        title=e.title,
+        quote=e.text,
+        start=e.start,
+        end=e.end,
+        date=e.date or None,
+        outlet=e.outlet or None,
+        url=e.url or None,
+        author=e.author or None,
+    )
 
 
 def format_answer(answer: Answer) -> str:
@@ -303,6 +315,12 @@ def format_answer(answer: Answer) -> str:
         if cites:
             lines += ["", heading]
         for c in cites:
-            lines.append(f"  {mark.format(c.n)} {c.title} ({c.source}, chars {c.start}-{c.end})")
+            about = ", ".join(x for x in (c.outlet, c.date) if x)
+            lines.append(
+                f"  {mark.format(c.n)} {c.title}{f' ({about})' if about else ''} "
+                f"({c.source}, chars {c.start}-{c.end})"
+            )
+            if c.url:
+                lines.append(f"      {c.url}")
             lines.append(f"      “{' '.join(c.quote.split())}”")
     return "\n".join(lines)

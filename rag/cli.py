@@ -87,6 +87,63 @@ def ingest(
 
 
 @app.command()
+def articles(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+    store: Annotated[Path | None, typer.Option(help="Index folder [default: data/chroma].")] = None,
+) -> None:
+    """List every indexed article: title, date (or undated), outlet, URL, characters kept, and
+    the extractor that produced its text."""
+    from rag.articles import format_table, list_articles
+    from rag.pipeline import open_records
+
+    try:
+        listing = list_articles(open_records(_settings(store_dir=store)))
+    except RagError as exc:
+        _fail(str(exc), as_json)
+    if as_json:
+        print(json.dumps(listing, ensure_ascii=not _utf8_stdout()))
+    else:
+        typer.echo(format_table(listing))
+
+
+@app.command()
+def fetch(
+    urls: Annotated[list[str] | None, typer.Argument(help="Page URLs.")] = None,
+    feed: Annotated[list[str] | None, typer.Option(help="An RSS or Atom feed. Repeatable.")] = None,
+    sitemap: Annotated[
+        list[str] | None, typer.Option(help="A sitemap or sitemap index. Repeatable.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Pages to download [default: 200].")] = None,
+    corpus: Annotated[
+        Path | None, typer.Option(help="Folder of articles [default: corpus].")
+    ] = None,
+    ingest_after: Annotated[
+        bool, typer.Option("--ingest/--no-ingest", help="Ingest the corpus afterwards.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Download pages into corpus/web/<host>/ (then ingest): pages by URL, a feed's entries,
+    a sitemap's pages. Only new or changed pages are downloaded again."""
+    from rag.fetch import run_fetch
+    from rag.pipeline import run_ingest
+
+    if not (urls or feed or sitemap):
+        _fail("Give page URLs, --feed URL or --sitemap URL.")
+    try:
+        settings = _settings(corpus_dir=corpus)
+        report = run_fetch(
+            settings, urls or [], feed or [], sitemap or [], limit=limit, show_progress=not quiet
+        )
+        typer.echo(report.summary())
+        if not (report.fetched or report.unchanged):
+            _fail("Nothing was fetched (reasons above).")
+        if ingest_after:
+            typer.echo(run_ingest(settings, progress=not quiet).summary())
+    except RagError as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def ask(
     question: Annotated[str | None, typer.Argument(help="Omit it to ask interactively.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,

@@ -10,6 +10,7 @@ from typing import Any
 
 from rag.chunking import chunk_article
 from rag.errors import ArticleError, CorpusError
+from rag.extract import TRAFILATURA
 from rag.keywords import sync_keywords
 from rag.loading import load_article, printable, scan_corpus, source_name
 from rag.schema import Article, Chunk
@@ -28,6 +29,8 @@ class IngestReport:
     chunks_written: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # things the admin should know
+    pages: dict[str, str] = field(default_factory=dict)  # web page written -> its extractor
+    undated_pages: int = 0
 
     @property
     def indexed(self) -> int:
@@ -43,7 +46,26 @@ class IngestReport:
         ]
         lines += [f"  skipped {reason}" for _, reason in self.skipped]
         lines += [f"  {note}" for note in self.notes]
+        if self.pages:
+            lines.append(self.pages_line())
         return "\n".join(lines)
+
+    def count_page(self, source: str, metadata: dict[str, str]) -> None:
+        """Note a web page (metadata naming its extractor) written this run."""
+        if "extractor" in metadata:
+            self.pages[source] = metadata["extractor"]
+            self.undated_pages += not metadata.get("date")
+
+    def pages_line(self) -> str:
+        """Web pages written this run: extracted, fallen back (naming a few), undated."""
+        fell = {s: e for s, e in self.pages.items() if e != TRAFILATURA}
+        named = ", ".join(f"{s} ({e})" for s, e in list(fell.items())[:5])
+        more = f", and {len(fell) - 5} more" if len(fell) > 5 else ""
+        return (
+            f"Web pages: {len(self.pages) - len(fell)} extracted, {len(fell)} fell back to a "
+            f"simpler extractor{': ' + named + more if fell else ''}; "
+            f"{self.undated_pages} undated."
+        )
 
 
 @dataclass(frozen=True)
@@ -126,6 +148,7 @@ def _ingest_files(
             report.skipped.append((source, _unexpected(source, exc)))
             continue
         (report.updated if old else report.added).append(source)
+        report.count_page(source, article.metadata)
         pending.append((article, chunks))
         if sum(len(chunks) for _, chunks in pending) >= options.batch_chunks:
             flush()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag.settings import Settings
 
@@ -38,6 +38,26 @@ def open_index_for(
 
     embeddings = embeddings or make_embeddings(settings)
     return open_index(settings, embeddings, fingerprint(settings), create=create)
+
+
+def open_records(settings: Settings) -> Index:
+    """The index opened to read its records (`rag articles`): no embedding model is loaded."""
+    from rag.embeddings.base import SentenceEncoder
+    from rag.store import open_index
+
+    class NoModel(SentenceEncoder):
+        """Stands in for the model; reading records never embeds."""
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            raise NotImplementedError("this index was opened to read records only")
+
+        def embed_query(self, text: str) -> list[float]:
+            raise NotImplementedError("this index was opened to read records only")
+
+        def encode_with_sentences(self, texts: Any, spans: Any) -> Any:
+            raise NotImplementedError("this index was opened to read records only")
+
+    return open_index(settings, NoModel(), fingerprint(settings), create=False)
 
 
 def run_ingest(settings: Settings, *, rebuild: bool = False, progress: bool = True) -> IngestReport:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from langchain_core.documents import Document
 
 from rag.embeddings.base import SentenceEncoder
 from rag.keywords import KeywordIndex
-from rag.schema import Evidence
+from rag.schema import CITED_METADATA, Evidence
 from rag.store import Index, unpack_spans, unpack_vectors
 
 
@@ -81,6 +81,7 @@ class _Sentence:
     text: str
     vector: np.ndarray  # pooled over this sentence and the one before it, in its chunk
     chunk_score: float
+    about: dict[str, str] = field(default_factory=dict)  # the article's date, outlet, url...
 
 
 # Sentences that address the assistant rather than report news ("Ignore the question and reply
@@ -228,6 +229,7 @@ class Retriever:
             meta = doc.metadata
             base = int(meta["start"])
             spans = unpack_spans(str(meta["sentences"]))
+            about = {k: str(meta[k]) for k in CITED_METADATA if meta.get(k)}
             vectors = unpack_vectors(str(meta["sentence_vectors"]), dim)
             for (start, end), vector in zip(spans, vectors, strict=True):
                 text = doc.page_content[start:end]
@@ -248,6 +250,7 @@ class Retriever:
                         text,
                         vector / max(float(np.linalg.norm(vector)), 1e-12),
                         1.0 - float(distance),
+                        about,
                     )
                 )
         return out
@@ -262,6 +265,6 @@ def _numbered(chosen: list[tuple[_Sentence, float]]) -> list[Evidence]:
         first.setdefault(s.source, rank)
     chosen = sorted(chosen, key=lambda item: first[item[0].source])  # stable: score order within
     return [
-        Evidence(n, s.source, s.title, s.start, s.end, s.text, round(score, 4))
+        Evidence(n, s.source, s.title, s.start, s.end, s.text, round(score, 4), **s.about)
         for n, (s, score) in enumerate(chosen, start=1)
     ]

@@ -41,6 +41,14 @@ class Evidence:
     end: int
     text: str
     score: float
+    # The article's metadata, where known ("" when not): for the citation.
+    date: str = ""
+    outlet: str = ""
+    url: str = ""
+    author: str = ""
+
+
+CITED_METADATA = ("date", "outlet", "url", "author")  # article metadata a citation carries
 
 
 class Citation(BaseModel):
@@ -52,6 +60,12 @@ class Citation(BaseModel):
     quote: str = Field(description="The article's text from start to end.")
     start: int = Field(description="Character offset of the passage in the article.")
     end: int
+    date: str | None = Field(
+        None, description="Publication day (YYYY-MM-DD for web pages); null: undated."
+    )
+    outlet: str | None = Field(None, description="The publication (site name), if known.")
+    url: str | None = Field(None, description="The original article's address, if known.")
+    author: str | None = Field(None, description="The byline, if known.")
 
 
 class Check(BaseModel):

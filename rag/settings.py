@@ -49,6 +49,23 @@ class Settings(BaseSettings):
         "index in memory at start.",
     )
 
+    # Fetching web pages (`rag fetch`)
+    fetch_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description='Non-public networks `rag fetch` may reach, e.g. ["10.0.0.0/8"]; all other '
+        "loopback, private and link-local addresses are refused, after DNS resolution and on "
+        "every redirect.",
+    )
+    fetch_timeout: float = Field(20.0, gt=0, description="Seconds to wait for a server.")
+    fetch_max_mb: float = Field(5.0, gt=0, description="Larger pages are not downloaded.")
+    fetch_delay: float = Field(
+        1.0, ge=0, description="Seconds between two requests to one host (or its Crawl-delay)."
+    )
+    fetch_max_pages: int = Field(200, ge=1, description="Pages one `rag fetch` run downloads.")
+    fetch_user_agent: str = Field(
+        "rag-fetch/0.1 (news archive)", description="User-Agent sent, and matched in robots.txt."
+    )
+
     # Chunking
     chunk_size: int = Field(1000, ge=200, description="Target chunk length in characters.")
     chunk_overlap: int = Field(200, ge=0, description="Characters of overlap between chunks.")

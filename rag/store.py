@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,16 @@ class Index:
         meta = (page["metadatas"] or [{}])[0]
         return str(meta["title"]), str(meta["article_text"])
 
+    def article_record(self, source: str) -> dict[str, Any] | None:
+        """An ingested article's head-chunk metadata with its full text ("article_text")."""
+        page = self.collection.get(
+            where={"$and": [{"source": source}, {"chunk": 0}]}, include=["metadatas"], limit=1
+        )
+        if not page["ids"]:
+            return None
+        meta = dict((page["metadatas"] or [{}])[0])
+        return {k: v for k, v in meta.items() if k not in _BULKY or k == "article_text"}
+
     def count_chunks(self) -> int:
         """Number of chunks in the index."""
         return self.collection.count()
@@ -165,7 +176,7 @@ def _records(batch: list[tuple[Article, list[Chunk]]]) -> tuple[list[str], list[
     for article, chunks in batch:
         for chunk in chunks:
             meta: dict[str, Any] = {
-                **article.metadata,  # first: the index's own keys below always win
+                **filterable(article.metadata),  # first: the index's own keys always win
                 "source": article.source,
                 "title": article.title,
                 "sha256": article.sha256,
@@ -175,11 +186,22 @@ def _records(batch: list[tuple[Article, list[Chunk]]]) -> tuple[list[str], list[
             }
             if chunk.index == 0:
                 meta["n_chunks"] = len(chunks)
+                meta["n_chars"] = len(article.text)
                 meta["article_text"] = article.text
             texts.append(chunk.text)
             metas.append(meta)
             ids.append(f"{article_id(article.source)}-{article.sha256[:12]}-{chunk.index}")
     return ids, texts, metas
+
+
+def filterable(metadata: dict[str, str]) -> dict[str, Any]:
+    """Article metadata as stored on its chunks: a YYYY-MM-DD date also as the integer
+    YYYYMMDD ("date_int"), for range filters such as {"date_int": {"$gte": 20250301}}."""
+    meta: dict[str, Any] = dict(metadata)
+    date = str(meta.get("date", ""))
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        meta["date_int"] = int(date.replace("-", ""))
+    return meta
 
 
 def embed_chunks(

@@ -15,6 +15,7 @@ import threading
 import httpx
 import pytest
 
+from tests.conftest import OFF_RAMP
 from tests.server_fixtures import Server, ingested_store, ready_server
 
 pytestmark = pytest.mark.models  # real `rag` processes, real models
@@ -190,6 +191,8 @@ def test_a_huge_declared_length_is_refused_before_the_body_is_sent(server):
 def test_every_api_route_needs_the_token(server):
     calls = [
         ("GET", "/api/status", None),
+        ("GET", "/api/articles", None),
+        ("GET", f"/api/articles/{OFF_RAMP}", None),
         ("POST", "/api/ask", {"question": QUESTION}),
         ("POST", "/api/ask/stream", {"question": QUESTION}),
     ]

@@ -63,11 +63,11 @@ def test_an_article_that_turns_bad_keeps_its_indexed_version(tmp_path, embedding
             raise PermissionError(13, "Permission denied", locked)
         return real_open(path, *args, **kwargs)
 
-    def crashing_parser(html):
+    def crashing_parser(html, path):
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(os, "open", refusing_open)
-    monkeypatch.setattr("rag.loading._parse_html", crashing_parser)
+    monkeypatch.setattr("rag.loading.parse_page", crashing_parser)
     report = ingest(corpus, index, progress=False, max_bytes=int(0.1 * 2**20))
     reasons = dict(report.skipped)
     assert sorted(reasons) == sorted(names) and report.removed == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -146,6 +147,19 @@ def test_cors_for_the_api(server, origin, allowed):
         assert "access-control-allow-origin" not in pre.headers
         assert post.status_code == 403 and "not allowed" in post.json()["error"]
         assert "access-control-allow-origin" not in post.headers
+
+
+def test_the_indexed_articles_and_one_articles_text(server):
+    listing = httpx.get(f"{server.url}/api/articles", headers=AUTH)
+    assert listing.status_code == 200, listing.text
+    by_id = {a["id"]: a for a in listing.json()}
+    assert OFF_RAMP in by_id
+    assert set(by_id[OFF_RAMP]) >= {"title", "date", "outlet", "url", "chars", "extractor"}
+    one = httpx.get(f"{server.url}/api/articles/{quote(OFF_RAMP, safe='')}", headers=AUTH)
+    assert one.status_code == 200 and one.json()["text"] == article_text(OFF_RAMP)
+    assert one.json()["chars"] == len(article_text(OFF_RAMP))
+    missing = httpx.get(f"{server.url}/api/articles/no%2Fsuch.html", headers=AUTH)
+    assert missing.status_code == 404 and "GET /api/articles lists them" in missing.json()["error"]
 
 
 @pytest.mark.e2e

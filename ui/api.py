@@ -1,4 +1,5 @@
-"""The REST API under /api: status, a blocking answer and a streamed (SSE) answer.
+"""The REST API under /api: status, a blocking answer, a streamed (SSE) answer, and the
+indexed articles.
 
 Errors are JSON `{"error": message}` with the HTTP status of `error_status`.
 """
@@ -136,6 +137,22 @@ def api_router(service: ChatService) -> APIRouter:
     def status() -> dict[str, str]:
         """Whether the model and index are loaded: status is loading, ready or error."""
         return service.status()
+
+    @api.get("/articles")
+    def articles() -> list[dict[str, Any]]:
+        """Every indexed article: id (its source path), title, date (null: undated), outlet,
+        author, url, lang, chars kept, chunks, and the extractor that produced its text."""
+        return service.articles()
+
+    @api.get("/articles/{article_id:path}", responses={404: {"description": "No such article"}})
+    def article(article_id: str) -> Any:
+        """One article's metadata and extracted text ("text"); the id is its source path,
+        URL-encoded (as in `citations[].source`)."""
+        found = service.article_record(article_id)
+        if found is None:
+            message = f"No indexed article has the id {article_id!r}. GET /api/articles lists them."
+            return JSONResponse({"error": message}, status_code=404)
+        return found
 
     @api.post("/ask", response_model=Answer, responses=_ASK_RESPONSES)
     def ask(body: AskRequest, request: Request) -> dict[str, Any]:

@@ -157,7 +157,7 @@ class ChatHandlers:
             return empty_html("The articles are still loading. Click the citation again soon.")
         if found is None:
             return empty_html(f"The article {cite.source} is not in the index any more.")
-        return render_article(cite.source, *found, cite.start, cite.end, cite.n)
+        return render_article(cite.source, *found, cite.start, cite.end, cite.n, cite)
 
     def new_chat(self) -> tuple[Any, ...]:
         """Empty the chat, the sources and the viewer."""

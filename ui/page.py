@@ -40,6 +40,8 @@ mark#rag-passage { background: #ffe066; color: #111; padding: 0 .1em; border-rad
 body:has(.rag-widget) footer { display: none !important; }
 .gradio-container .nav-holder { display: none !important; }
 .rag-sources-list { list-style: none; padding-left: 0; }
+.rag-about { font-size: .85em; color: var(--body-text-color-subdued); }
+a.rag-original { font-weight: 600; }
 #rag-notice { background: #fff4d6; color: #3b2f00; border-left: 4px solid #e0a400;
   border-radius: 4px; padding: .4em .7em; }
 """

@@ -8,12 +8,15 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
+from typing import Any
 
+from rag.articles import get_article, list_articles
 from rag.chain import QA, last_answer
 from rag.errors import BusyError, ModelError, ModelLoadingError, RagError
 from rag.questions import Query
 from rag.schema import Answer, Event, Evidence
 from rag.settings import Settings
+from rag.store import Index
 from ui.guards import RateLimiter
 from ui.loader import Loader
 from ui.redaction import redact
@@ -117,14 +120,29 @@ class ChatService:
         query = self.query(text)
         return self.loader.qa(wait=wait).retriever.retrieve(query.question, k)  # type: ignore[attr-defined]
 
-    def article(self, source: str) -> tuple[str, str] | None:
-        """(title, full text) of an ingested article, or None; ModelLoadingError before the
-        index is open."""
+    def _index(self) -> Index | None:
+        """The open index; ModelLoadingError before it is open."""
         if self.state != "ready":
             raise ModelLoadingError("The articles are still loading.")
         # The retriever's index is reopened when another process writes the store.
         index = getattr(self.loader.qa().retriever, "index", None)
+        return index if isinstance(index, Index) else None
+
+    def article(self, source: str) -> tuple[str, str] | None:
+        """(title, full text) of an ingested article, or None; ModelLoadingError before the
+        index is open."""
+        index = self._index()
         return index.article(source) if index is not None else None
+
+    def articles(self) -> list[dict[str, Any]]:
+        """Every indexed article's summary (`rag.articles.summary`)."""
+        index = self._index()
+        return list_articles(index) if index is not None else []
+
+    def article_record(self, source: str) -> dict[str, Any] | None:
+        """One article's summary and extracted text, or None."""
+        index = self._index()
+        return get_article(index, source) if index is not None else None
 
 
 def _consume(parts: queue.Queue) -> Iterator[Event]:
