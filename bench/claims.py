@@ -40,6 +40,22 @@ def names_ok(row: dict[str, Any]) -> bool:
     return not missing_facts(claim, passage, row["question"]) and not miscounted(claim, passage)
 
 
+def separation(rows: list[dict[str, Any]], scores: list[float], base: list[bool]) -> dict[str, Any]:
+    """AUC of the score alone, and the whole check (names + score) at the threshold that keeps
+    95% of the supported pairs."""
+    pos = [s for r, s in zip(rows, scores, strict=True) if r["label"] == "supported"]
+    neg = [s for r, s in zip(rows, scores, strict=True) if r["label"] != "supported"]
+    auc = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+    ok = sorted(
+        s for r, s, b in zip(rows, scores, base, strict=True) if b and r["label"] == "supported"
+    )
+    need = len(pos) * 0.95
+    floor = ok[max(0, len(ok) - int(need + 0.999))] if len(ok) >= need else min(scores)
+    verdicts = [b and s >= floor for b, s in zip(base, scores, strict=True)]
+    return {"auc": round(auc, 3), "threshold_keeping_95": round(floor, 4),
+            **{k: v for k, v in metrics(rows, verdicts).items() if k != "per_kind"}}  # fmt: skip
+
+
 def metrics(rows: list[dict[str, Any]], verdicts: list[bool]) -> dict[str, Any]:
     """Balanced accuracy, precision/recall on supported, and accuracy per kind."""
     truth = [r["label"] == "supported" for r in rows]
@@ -82,35 +98,13 @@ def route_scores(route: str, rows: list[dict[str, Any]], settings: Any) -> list[
     raise SystemExit(f"unknown route {route}")
 
 
-JUDGE = (
-    "Passage: {passage}\n\nQuestion: {question}\nClaim: {claim}\n\n"
-    "Does the passage state exactly what the claim says, and does the claim answer the "
-    "question? Answer Yes or No."
-)
-
-
 def llm_scores(rows: list[dict[str, Any]], settings: Any) -> list[float]:
-    """P("Yes") of the packaged LLM as a judge, from its first token's log-probabilities."""
-    import math
-
+    """P("Yes") of the packaged LLM as a judge (rag.judge), one call per pair."""
+    from rag.judge import LlmJudge
     from rag.llm import make_llm
 
-    client = make_llm(settings).client  # type: ignore[attr-defined]
-    out = []
-    for r in rows:
-        prompt = JUDGE.format(passage=r["passage"], question=r["question"], claim=r["claim"])
-        reply = client.create_chat_completion(
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=1,
-            temperature=0.0,
-            logprobs=True,
-            top_logprobs=20,
-        )
-        top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-        probs = {t["token"].strip().lower(): math.exp(t["logprob"]) for t in top}
-        yes, no = probs.get("yes", 0.0), probs.get("no", 0.0)
-        out.append(yes / (yes + no) if yes + no else 0.5)
-    return out
+    judge = LlmJudge(make_llm(settings).client)  # type: ignore[attr-defined]
+    return [judge.claim(r["question"], r["claim"], r["passage"]) for r in rows]
 
 
 ADAPTER: Path | None = None
@@ -128,6 +122,9 @@ def main() -> None:
     parser.add_argument("--routes", default="names,cosine,support")
     parser.add_argument("--adapter", type=Path, default=None)
     parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument(
+        "--save", default="", help="write each route's scores to SAVE-route-split.json"
+    )
     args = parser.parse_args()
     ADAPTER = args.adapter
     offline()
@@ -146,6 +143,10 @@ def main() -> None:
             default = {"cosine": settings.support_threshold, "support": 0.5, "llm": 0.5}[route]
             floor = args.threshold if args.threshold is not None else default
             verdicts = [b and s >= floor for b, s in zip(base, scores, strict=True)]
+            print(f"\n{route} separation:", json.dumps(separation(rows, scores, base)))
+            if args.save:
+                saved = {r["id"]: sc for r, sc in zip(rows, scores, strict=True)}
+                Path(f"{args.save}-{route}-{args.split}.json").write_text(json.dumps(saved))
         cost = (time.perf_counter() - started) / len(rows) * 1000
         print(f"\n{route}: {cost:.1f} ms/pair", json.dumps(metrics(rows, verdicts), indent=1))
 

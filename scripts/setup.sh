@@ -80,7 +80,7 @@ step "Installing the rag package and its dependencies ([$extra])"
 step "Preparing the models (once): the default LLM, and the embedding model as ONNX (fp32, int8)"
 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error .venv/bin/python - <<'PY'
 from rag.embeddings import make_embeddings
-from rag.model_files import ensure_default_model
+from rag.llm.packaged import ensure_default_model
 from rag.settings import Settings
 
 settings = Settings()
