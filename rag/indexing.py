@@ -54,6 +54,7 @@ def ingest(
     max_bytes: int = 20 * 2**20,
     batch_chunks: int = 256,
     progress: bool = True,
+    links: str = "skip",
 ) -> IngestReport:
     """Add new and changed articles, drop deleted ones, skip unchanged ones by content hash."""
     started = time.perf_counter()
@@ -75,7 +76,7 @@ def ingest(
     for path in _progress(files, enabled=progress):
         source = source_name(path, corpus_dir)
         present.add(source)
-        article = _read(path, corpus_dir, max_bytes, report)
+        article = _read(path, corpus_dir, max_bytes, report, links)
         if article is None:
             continue  # skipped: what the index holds for it is kept
         if article.sha256 in first_seen:
@@ -95,6 +96,7 @@ def ingest(
             report.skipped.append((source, _unexpected(source, exc)))
             continue
         (report.updated if old else report.added).append(source)
+        report.notes += article.notes
         pending.append((article, chunks))
         if sum(len(chunks) for _, chunks in pending) >= batch_chunks:
             flush()
@@ -138,11 +140,13 @@ def _keep_unlisted(
     return present
 
 
-def _read(path: Path, corpus_dir: Path, max_bytes: int, report: IngestReport) -> Article | None:
+def _read(
+    path: Path, corpus_dir: Path, max_bytes: int, report: IngestReport, links: str
+) -> Article | None:
     """The article, or None with the reason in the report (a passing read error loses nothing)."""
     source = source_name(path, corpus_dir)
     try:
-        return load_article(path, corpus_dir, max_bytes)
+        return load_article(path, corpus_dir, max_bytes, links)
     except ArticleError as exc:
         report.skipped.append((printable(source), str(exc)))
     except Exception as exc:  # a parser failing on a hostile file must not stop the run
