@@ -142,7 +142,12 @@ class GradioRoutes:
         # /ask is refused at the door when the queue is full (gradio_client says "Queue is
         # full"); the page's question goes on, to be refused in the chat, which then unlocks
         # (Gradio's page would stay locked after a refused join).
-        if public and fn.concurrency_id == self.llm_group and not self.gate.has_room():
+        if (
+            public
+            and fn is not None
+            and fn.concurrency_id == self.llm_group
+            and not self.gate.has_room()
+        ):
             return 503, busy_message(self.gate.waiting), {"Retry-After": "10"}
         return None
 
