@@ -37,8 +37,6 @@ READS = {
 READ_PREFIXES = ("/assets/", "/static/", "/svelte/", "/gradio_api/heartbeat/")
 EVENTS = ("/gradio_api/queue/join", "/gradio_api/run/")
 CANCEL = "/gradio_api/cancel"
-# The app's own FastAPI routes, which have their own guards (token, gate).
-OWN_PREFIXES = ("/api/", "/docs", "/openapi.json", "/healthz")
 
 # Added first in <head>: the page's requests to Gradio carry the ticket. Not a secret (see
 # ui.gate.page_ticket); it makes a call of the page's handlers one that came from the page.
@@ -62,12 +60,24 @@ class GradioRoutes:
     """ASGI middleware: the allowlist of Gradio routes, the gate on each event call, and the
     ticket script on the pages (see the module docstring)."""
 
-    def __init__(self, app, blocks: Any, gate: Gate, llm_group: str) -> None:
+    def __init__(self, app, blocks: Any, gate: Gate, llm_group: str, routes: list) -> None:
         self.app = app
         self.blocks = blocks
         self.gate = gate
         self.llm_group = llm_group
+        self.routes = routes  # the app's routes: its own pass on, with their own guards
         self.script = (TICKET_JS % json.dumps(gate.ticket)).encode()
+
+    def _own(self, scope) -> bool:
+        """Whether one of the app's own routes (not Gradio's mount at "/") takes this path:
+        /api/*, /healthz, /docs, and whatever routes are added later (each uses the gate)."""
+        from starlette.routing import Match, Mount
+
+        return any(
+            not (isinstance(route, Mount) and route.path == "")
+            and route.matches(scope)[0] != Match.NONE
+            for route in self.routes
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -75,7 +85,7 @@ class GradioRoutes:
             return
         path, method = scope["path"], scope["method"]
         reads = method in ("GET", "HEAD")
-        if path.startswith(OWN_PREFIXES) or method == "OPTIONS":
+        if method == "OPTIONS" or self._own(scope):
             await self.app(scope, receive, send)
         elif reads and path in PAGES:
             await self.app(scope, receive, self._with_ticket(send))

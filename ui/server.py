@@ -100,7 +100,13 @@ def _guards(app: FastAPI, settings: Settings, service: ChatService, blocks: Any)
     from ui.page import LLM_GROUP
 
     patterns = origin_patterns(settings)
-    app.add_middleware(GradioRoutes, blocks=blocks, gate=service.gate, llm_group=LLM_GROUP)
+    app.add_middleware(
+        GradioRoutes,
+        blocks=blocks,
+        gate=service.gate,
+        llm_group=LLM_GROUP,
+        routes=app.router.routes,
+    )
     app.add_middleware(BodyLimit, max_kb=settings.max_body_kb)
     app.add_middleware(OriginGuard, patterns=patterns)
     app.add_middleware(
