@@ -24,6 +24,6 @@ serve:
 	.venv/bin/rag serve
 
 lint:
-	.venv/bin/ruff check rag ui tests bench ingest.py
-	.venv/bin/ruff format --check rag ui tests bench ingest.py
+	.venv/bin/ruff check rag ui tests bench scripts ingest.py
+	.venv/bin/ruff format --check rag ui tests bench scripts ingest.py
 	.venv/bin/mypy

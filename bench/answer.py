@@ -77,14 +77,16 @@ class LlamaClock:
 def time_ours(qa: Any, question: str, clock: LlamaClock) -> dict[str, Any]:
     """Stream one answer through our pipeline; times of first token, last token, Answer, and
     the chain's own time before the first token (before llama.cpp's call and after its token)."""
-    from rag.schema import Answer, Retry, Token
+    from rag.schema import Answer, Retry, Sentence, Token
 
-    first = last = total = None
+    first = last = total = shown = None
     text, retried = "", False
     with clock:
         start = time.perf_counter()
         for event in qa.stream(question):
             now = time.perf_counter() - start
+            if isinstance(event, Sentence) and shown is None:
+                shown = now
             if isinstance(event, Answer):
                 total = now
             elif isinstance(event, Retry):
@@ -102,6 +104,7 @@ def time_ours(qa: Any, question: str, clock: LlamaClock) -> dict[str, Any]:
         "text": text,
         "retried": retried,
         "chain_before_first": own if first is not None else None,
+        "first_sentence": shown,
     }
 
 
@@ -160,6 +163,9 @@ def main() -> None:
         with timer() as load:
             llm = make_llm(settings)
         qa = build_qa(settings, llm=llm, embeddings=embeddings)
+        # The same pipeline without the trained claim check (similarity decides, as before).
+        plain = build_qa(settings.model_copy(update={"claim_check": False}), llm=llm,
+                         embeddings=embeddings) if settings.claim_check else None  # fmt: skip
         client, params = llm.client, greedy(settings)
         clock = LlamaClock(client)
         print(
@@ -187,10 +193,13 @@ def main() -> None:
                     lambda first, r=retry, ev=evidence: r if should_retry(first, ev) else []
                 )
             result: dict[str, Any] = {"retrieval": retrieval[0], "evidence": len(evidence)}
-            for side in ("ours", "raw") if (i + round_no) % 2 == 0 else ("raw", "ours"):
+            sides = ["ours", "raw"] + (["plain"] if plain is not None else [])
+            for side in sides if (i + round_no) % 2 == 0 else sides[::-1]:
                 prime()
                 if side == "ours":
                     result["ours"] = time_ours(qa, question, clock)
+                elif side == "plain":
+                    result["plain"] = time_ours(plain, question, clock)
                 else:
                     result["raw"] = time_raw(client, calls, params)
             ours, raw = result["ours"], result["raw"]
@@ -233,6 +242,12 @@ def main() -> None:
         f"chain's own time before the first token (retrieval, prompt, LangChain; measured "
         f"around llama.cpp's call): p50 {p50(own) * 1000:.0f} ms = {share:.1%} of our TTFT"
     )
+    if plain is not None:
+        print(f"\n{'p50 seconds':<38}{'checked':>8}{'plain':>8}{'ratio':>10}")
+        for label, key in (("first checked sentence shown", "first_sentence"),
+                           ("whole verified answer", "total")):  # fmt: skip
+            a, b = med("ours", key), med("plain", key)
+            print(f"{label:<38}{a:>8.2f}{b:>8.2f}{a / b:>10.2f}")
     same = sum(r["ours"]["text"] == r["raw"]["text"] for r in rows)
     retried = sum(r["ours"]["retried"] for r in rows)
     print(f"identical first-try text: {same}/{len(rows)}; ours retried after a refusal: {retried}")

@@ -104,14 +104,22 @@ def build_large(
     """Fill a new index at `store` with perturbed copies of `source` up to `target` chunks."""
     from rag.pipeline import open_index_for
     from rag.settings import Settings
-    from rag.store import article_id, pack_vectors, unpack_vectors
 
     index = open_index_for(Settings(store_dir=store), embeddings, create=True)
+    return index, grow(index, source, target, noise)
+
+
+def grow(index: Any, source: dict[str, list], target: int, noise: float) -> float:
+    """Add perturbed copies of `source` to `index` (copy 0: the originals) until it holds
+    `target` chunks; the seconds it took. Each copy is the same whatever size it grows from."""
+    from rag.store import article_id, pack_vectors, unpack_vectors
+
     base = np.asarray(source["embeddings"], dtype=np.float32)
-    rng, nrng = random.Random(1), np.random.default_rng(1)
-    added, copy = 0, 0
+    added = index.count_chunks()
+    copy = -(-added // len(base))  # the next copy (sizes are whole copies, or the last one)
     started = time.perf_counter()
     while added < target:
+        rng, nrng = random.Random(copy), np.random.default_rng(copy)
         take = min(len(base), target - added)
         if copy == 0:
             vectors, docs = base[:take], source["documents"][:take]
@@ -141,7 +149,7 @@ def build_large(
             )
         added += take
         copy += 1
-    return index, time.perf_counter() - started
+    return time.perf_counter() - started
 
 
 def measure(
@@ -151,7 +159,11 @@ def measure(
     from rag.keywords import KeywordIndex
     from rag.pipeline import make_retriever
 
-    with timer() as kw_build:
+    if index.keywords is not None:  # records added straight to Chroma: save their words too
+        from rag.keywords import sync_keywords
+
+        sync_keywords(index, index.keywords)
+    with timer() as kw_build:  # the saved index is opened; without one, it is built here
         keyword_index = KeywordIndex(index)
     retriever = make_retriever(settings, index, embeddings, keyword_index)
     k = settings.top_k

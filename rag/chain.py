@@ -1,8 +1,9 @@
 """Stage 10, chain: question -> (condense) -> retrieve -> prompt -> LLM -> verified `Answer`.
 
-One path answers every question: `QA.stream` yields typed events (`Token`s as the model writes,
-a `Retry` when it is asked again, the final `Answer` last), and `QA.ask` is the last event of
-that stream. The CLI, the REST and SSE API and the chat page all go through it. The model calls
+One path answers every question: `QA.stream` yields typed events — `Token`s as the model
+writes (drafts, unchecked), a `Sentence` each time a sentence has passed the check (what a
+reader may be shown), a `Retry` when the model is asked again, and the final `Answer` last —
+and `QA.ask` is the last event of that stream. The CLI, the REST and SSE API and the chat page all go through it. The model calls
 are LangChain runnables (prompt | chat model | parser).
 """
 
@@ -17,7 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable
 
-from rag.citations import Verifier, is_refusal, refusal
+from rag.citations import Verification, Verifier, refusal
 from rag.llm.base import PromptCache
 from rag.prompts import (
     ANSWER_PROMPT,
@@ -28,6 +29,7 @@ from rag.prompts import (
     format_history,
 )
 from rag.questions import Query
+from rag.replies import ModelRefused, complete_sentences, is_refusal, split_reply
 from rag.schema import Answer, Event, Evidence, Retry, Token
 
 log = logging.getLogger(__name__)
@@ -152,12 +154,42 @@ class QA:
             yield refusal(standalone, evidence)
             return
         inputs = {"evidence": format_evidence(evidence), "question": standalone}
-        raw = yield from self._tokens(self._generate, inputs)
-        if self.retry_refusals and should_retry(raw, evidence):
-            yield Retry()
-            raw = yield from self._tokens(self._retry, inputs)
+        check = self.verifier.session(standalone, evidence)
+        refused = yield from self._checked(self._generate, inputs, check)
+        if refused and self.retry_refusals and evidence[0].score >= RETRY_MIN_SCORE:
+            yield Retry()  # refused despite a strong match: asked again, without that option
+            check = self.verifier.session(standalone, evidence)
+            refused = yield from self._checked(self._retry, inputs, check)
             self._rewarm()  # for the next question
-        yield self.verifier(standalone, plain_text(raw), evidence)
+        yield check.refused() if refused else check.answer()
+
+    @staticmethod
+    def _checked(
+        step: Runnable[dict[str, str], str], inputs: dict[str, str], check: Verification
+    ) -> Generator[Event, None, bool]:
+        """Stream the model's reply: every token (a draft), and each sentence once it has
+        passed the check. True when the model refused (its generation is then stopped)."""
+        buffer, done = "", 0
+        tokens = step.stream(inputs)
+        try:
+            for token in tokens:
+                if not token:
+                    continue
+                buffer += token
+                yield Token(token)
+                pieces = complete_sentences(plain_text(buffer))
+                for piece in pieces[done:]:
+                    yield from check.add(piece)
+                done = len(pieces)
+            for piece in split_reply(plain_text(buffer))[done:]:
+                yield from check.add(piece)
+        except ModelRefused:
+            return True
+        finally:
+            close = getattr(tokens, "close", None)
+            if close is not None:
+                close()  # a refusal mid-reply: the model stops writing
+        return False
 
     def _standalone(self, query: Query) -> str:
         """A follow-up rewritten, with the chat history, into a question that stands alone."""
@@ -168,16 +200,6 @@ class QA:
         )
         self._rewarm()
         return standalone_question(rewritten, query.question)
-
-    @staticmethod
-    def _tokens(
-        step: Runnable[dict[str, str], str], inputs: dict[str, str]
-    ) -> Generator[Token, None, str]:
-        raw = ""
-        for token in step.stream(inputs):
-            raw += token
-            yield Token(token)
-        return raw
 
     def _rewarm(self) -> None:
         """After a call with another prompt, let an embedded model put back its read prompt."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 
 from rag.chunking import split_sentences
+from rag.numbers import unmatched
 from rag.schema import Answer
 
 MARKERS = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
-_TOKEN = re.compile(r"\d[\d,.]*\d|\d|[A-Za-z][A-Za-z'’]*")
+_TOKEN = re.compile(r"\d[\d,.]*\d|\d|[A-Za-z][A-Za-z0-9'’]*")
 _WORD_NUMBERS = {
     w: str(i)
     for i, w in enumerate(
@@ -43,7 +44,8 @@ _SENTENCE_STARTERS = set(
     "each one two if but and or so several such recent other "
     "another only also then thus therefore because since although despite during under "
     "over with without between among through following given once still yet instead "
-    "meanwhile overall together further first second finally".split()
+    "meanwhile overall together further first second finally about around nearly almost "
+    "just some more less roughly approximately".split()
 )
 # Words that say nothing about the world: a reply made only of these and the question's own
 # words ("The captured pilot is named [1].") answers nothing.
@@ -96,26 +98,30 @@ def _normalise(text: str) -> str:
 
 def missing_facts(sentence: str, evidence_text: str, question: str = "") -> list[str]:
     """The names and numbers of `sentence` that appear neither in `evidence_text` nor in the
-    question (a name the user gave is not one the model invented)."""
+    question (a name the user gave is not one the model invented). Numbers are compared by
+    value ("sixty-five" is 65, "15.4 million pounds" is "£15.4m")."""
     norm = _normalise(evidence_text)
     words = set(norm.split())
     asked = set(_normalise(question).split())
-    missing = []
+    missing = unmatched(sentence, evidence_text, question)
     for fact in key_facts(sentence, question):
         key = _normalise(fact).strip()
-        if not key or key in asked:
+        if not key or key in asked or key.isdigit() or re.fullmatch(r"[\d.]+", key):
+            continue  # numbers: compared by value above
+        if fact[:1].islower() and (key in _WORD_NUMBERS or key in _NUMBER_WORDS):
             continue
-        if key.isdigit() and any(w.startswith(key) and w[len(key) :].isalpha() for w in words):
-            continue  # "28.7" in "£28.7m", "200" in "200m"
-        alternatives = {key, _WORD_NUMBERS.get(key, key), _NUMBER_WORDS.get(key, key)}
-        if any(alt in words or f" {alt} " in f" {norm} " for alt in alternatives):
+        if key in _WORD_NUMBERS:
             continue
         # "Indian" for "India", "Pakistani" for "Pakistan": allow a shared stem.
         stem = key[: max(5, len(key) - 2)] if len(key) >= 6 else None
-        if any(
-            (stem and w.startswith(stem))
-            or (len(key) >= 4 and w.startswith(key) and len(w) <= len(key) + 3)
-            for w in words
+        if (
+            key in words
+            or f" {key} " in f" {norm} "
+            or any(
+                (stem and w.startswith(stem))
+                or (len(key) >= 4 and w.startswith(key) and len(w) <= len(key) + 3)
+                for w in words
+            )
         ):
             continue
         missing.append(fact)
@@ -123,6 +129,12 @@ def missing_facts(sentence: str, evidence_text: str, question: str = "") -> list
 
 
 _COUNTED = re.compile(r"\b(\d{1,2}|[A-Za-z]+)\s+([A-Za-z]{3,})")
+
+
+_UNITS_OF_MEASURE = set(
+    "year years month months week weeks day days hour hours minute minutes second seconds "
+    "per percent cent old times metres miles points goals".split()
+)
 
 
 def _counted_nouns(sentence: str) -> list[tuple[str, str]]:
@@ -135,7 +147,13 @@ def _counted_nouns(sentence: str) -> list[tuple[str, str]]:
     for match in _COUNTED.finditer(sentence):
         word, noun = match.group(1).lower(), match.group(2).lower()
         number = word if word.isdigit() else _WORD_NUMBERS.get(word)
-        if number and number.isdigit() and int(number) < 100 and noun not in _EMPTY_WORDS:
+        if (
+            number
+            and number.isdigit()
+            and int(number) < 100
+            and noun not in _EMPTY_WORDS
+            and noun not in _UNITS_OF_MEASURE  # "27 years old" is "at the age of 27"
+        ):
             pairs.append((number, noun[:6]))
     return pairs
 

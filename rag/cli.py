@@ -16,7 +16,6 @@ from rag.errors import RagError
 
 if TYPE_CHECKING:
     from rag.chain import QA
-    from rag.schema import Answer
     from rag.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -87,19 +86,61 @@ def ingest(
         )
 
 
-def format_answer(answer: Answer) -> str:
-    """Answer text followed by its numbered sources (or, on a refusal, the closest passages)."""
-    lines = [answer.answer]
-    for heading, cites, mark in (
-        ("Sources:", answer.citations, "[{}]"),
-        ("Closest passages (they do not answer the question):", answer.closest, "({})"),
-    ):
-        if cites:
-            lines += ["", heading]
-        for c in cites:
-            lines.append(f"  {mark.format(c.n)} {c.title} ({c.source}, chars {c.start}-{c.end})")
-            lines.append(f"      “{' '.join(c.quote.split())}”")
-    return "\n".join(lines)
+@app.command()
+def articles(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+    store: Annotated[Path | None, typer.Option(help="Index folder [default: data/chroma].")] = None,
+) -> None:
+    """List every indexed article: title, date (or undated), outlet, URL, characters kept, and
+    the extractor that produced its text."""
+    from rag.articles import format_table, list_articles
+    from rag.pipeline import open_records
+
+    try:
+        listing = list_articles(open_records(_settings(store_dir=store)))
+    except RagError as exc:
+        _fail(str(exc), as_json)
+    if as_json:
+        print(json.dumps(listing, ensure_ascii=not _utf8_stdout()))
+    else:
+        typer.echo(format_table(listing))
+
+
+@app.command()
+def fetch(
+    urls: Annotated[list[str] | None, typer.Argument(help="Page URLs.")] = None,
+    feed: Annotated[list[str] | None, typer.Option(help="An RSS or Atom feed. Repeatable.")] = None,
+    sitemap: Annotated[
+        list[str] | None, typer.Option(help="A sitemap or sitemap index. Repeatable.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Pages to download [default: 200].")] = None,
+    corpus: Annotated[
+        Path | None, typer.Option(help="Folder of articles [default: corpus].")
+    ] = None,
+    ingest_after: Annotated[
+        bool, typer.Option("--ingest/--no-ingest", help="Ingest the corpus afterwards.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Download pages into corpus/web/<host>/ (then ingest): pages by URL, a feed's entries,
+    a sitemap's pages. Only new or changed pages are downloaded again."""
+    from rag.fetch import run_fetch
+    from rag.pipeline import run_ingest
+
+    if not (urls or feed or sitemap):
+        _fail("Give page URLs, --feed URL or --sitemap URL.")
+    try:
+        settings = _settings(corpus_dir=corpus)
+        report = run_fetch(
+            settings, urls or [], feed or [], sitemap or [], limit=limit, show_progress=not quiet
+        )
+        typer.echo(report.summary())
+        if not (report.fetched or report.unchanged):
+            _fail("Nothing was fetched (reasons above).")
+        if ingest_after:
+            typer.echo(run_ingest(settings, progress=not quiet).summary())
+    except RagError as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -109,6 +150,7 @@ def ask(
     store: Annotated[Path | None, typer.Option(help="Index folder [default: data/chroma].")] = None,
 ) -> None:
     """Answer a question from the indexed articles, with numbered citations."""
+    from rag.citations import format_answer
     from rag.pipeline import build_qa
     from rag.questions import Query
 
@@ -151,7 +193,8 @@ def _interactive(qa: QA) -> None:
 
 
 def _chat_loop(qa: QA) -> None:
-    from rag.schema import Answer, Retry, Token
+    from rag.citations import format_answer
+    from rag.schema import Answer, Sentence
 
     history: list[tuple[str, str]] = []
     while True:
@@ -167,10 +210,8 @@ def _chat_loop(qa: QA) -> None:
             continue
         try:
             for event in qa.stream(question, history):
-                if isinstance(event, Token):
-                    typer.echo(event.text, nl=False)
-                elif isinstance(event, Retry):  # refused despite good evidence: asked again
-                    typer.echo(" …", nl=False)
+                if isinstance(event, Sentence):  # shown once it has passed the check
+                    typer.echo(event.text + " ", nl=False)
                 elif isinstance(event, Answer):
                     typer.echo("\n\n" + format_answer(event))
                     history.append((question, event.answer))
@@ -188,6 +229,17 @@ def serve(
 
     try:
         run_server(_settings(host=host, port=port))
+    except RagError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def mcp() -> None:
+    """Serve the archive's tools (search_articles, ask) over MCP on stdio, for agent clients."""
+    from ui.mcp_server import run_stdio  # the CLI is the composition root
+
+    try:
+        run_stdio(_settings())
     except RagError as exc:
         _fail(str(exc))
 

@@ -69,3 +69,7 @@ class RateLimitError(RagError):
 
 class AuthError(RagError):
     """The request lacks the API token the server requires (or sends a wrong one)."""
+
+
+class IndexBusyError(RagError):
+    """Another process (a second `rag ingest`) is writing the index."""

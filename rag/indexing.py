@@ -10,6 +10,8 @@ from typing import Any
 
 from rag.chunking import chunk_article
 from rag.errors import ArticleError, CorpusError
+from rag.extract import TRAFILATURA
+from rag.keywords import sync_keywords
 from rag.loading import load_article, printable, scan_corpus, source_name
 from rag.schema import Article, Chunk
 from rag.store import Index
@@ -27,6 +29,8 @@ class IngestReport:
     chunks_written: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # things the admin should know
+    pages: dict[str, str] = field(default_factory=dict)  # web page written -> its extractor
+    undated_pages: int = 0
 
     @property
     def indexed(self) -> int:
@@ -42,7 +46,37 @@ class IngestReport:
         ]
         lines += [f"  skipped {reason}" for _, reason in self.skipped]
         lines += [f"  {note}" for note in self.notes]
+        if self.pages:
+            lines.append(self.pages_line())
         return "\n".join(lines)
+
+    def count_page(self, source: str, metadata: dict[str, str]) -> None:
+        """Note a web page (metadata naming its extractor) written this run."""
+        if "extractor" in metadata:
+            self.pages[source] = metadata["extractor"]
+            self.undated_pages += not metadata.get("date")
+
+    def pages_line(self) -> str:
+        """Web pages written this run: extracted, fallen back (naming a few), undated."""
+        fell = {s: e for s, e in self.pages.items() if e != TRAFILATURA}
+        named = ", ".join(f"{s} ({e})" for s, e in list(fell.items())[:5])
+        more = f", and {len(fell) - 5} more" if len(fell) > 5 else ""
+        return (
+            f"Web pages: {len(self.pages) - len(fell)} extracted, {len(fell)} fell back to a "
+            f"simpler extractor{': ' + named + more if fell else ''}; "
+            f"{self.undated_pages} undated."
+        )
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How articles are read and cut (from the settings)."""
+
+    chunk_size: int = 1000
+    chunk_overlap: int = 200
+    max_bytes: int = 20 * 2**20
+    batch_chunks: int = 256
+    links: str = "skip"  # symbolic links: "skip", or "inside" (see rag.loading.load_article)
 
 
 def ingest(
@@ -56,12 +90,32 @@ def ingest(
     progress: bool = True,
     links: str = "skip",
 ) -> IngestReport:
-    """Add new and changed articles, drop deleted ones, skip unchanged ones by content hash."""
+    """Add new and changed articles, drop deleted ones, skip unchanged ones by content hash;
+    the saved keyword index is brought in step first (after a killed run) and kept in step."""
     started = time.perf_counter()
     files, unlisted = scan_corpus(corpus_dir)
     if not files:
         raise _nothing_to_ingest(corpus_dir, unlisted)
     report = IngestReport()
+    options = IngestOptions(chunk_size, chunk_overlap, max_bytes, batch_chunks, links)
+    try:
+        if index.keywords is not None and (note := sync_keywords(index, index.keywords)):
+            report.notes.append(note)
+        _ingest_files(corpus_dir, _progress(files, progress), unlisted, index, options, report)
+    finally:
+        index.close()  # the keyword index's writer is released for the next run
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_files(
+    corpus_dir: Path,
+    files: Iterable[Path],
+    unlisted: list[tuple[str, str]],
+    index: Index,
+    options: IngestOptions,
+    report: IngestReport,
+) -> None:
     stored = index.article_states()
     present = _keep_unlisted(unlisted, stored, report)
     first_seen: dict[str, str] = {}  # sha256 -> source, to catch the same article twice
@@ -73,10 +127,10 @@ def ingest(
             report.chunks_written += sum(len(chunks) for _, chunks in pending)
             pending.clear()
 
-    for path in _progress(files, enabled=progress):
+    for path in files:
         source = source_name(path, corpus_dir)
         present.add(source)
-        article = _read(path, corpus_dir, max_bytes, report, links)
+        article = _read(path, corpus_dir, options.max_bytes, report, options.links)
         if article is None:
             continue  # skipped: what the index holds for it is kept
         if article.sha256 in first_seen:
@@ -91,20 +145,19 @@ def ingest(
             report.unchanged += 1
             continue
         try:
-            chunks = chunk_article(article, chunk_size, chunk_overlap)
+            chunks = chunk_article(article, options.chunk_size, options.chunk_overlap)
         except Exception as exc:
             report.skipped.append((source, _unexpected(source, exc)))
             continue
         (report.updated if old else report.added).append(source)
+        report.count_page(source, article.metadata)
         report.notes += article.notes
         pending.append((article, chunks))
-        if sum(len(chunks) for _, chunks in pending) >= batch_chunks:
+        if sum(len(chunks) for _, chunks in pending) >= options.batch_chunks:
             flush()
     flush()
     report.removed = sorted(s for s in stored if s not in present)
     index.remove(report.removed)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def _nothing_to_ingest(corpus_dir: Path, unlisted: list[tuple[str, str]]) -> CorpusError:

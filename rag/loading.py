@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rag.decoding import CONTROL, decode
 from rag.errors import ArticleError, CorpusError
+from rag.extract import parse_page
 from rag.schema import Article
 
 SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
@@ -104,7 +105,7 @@ def load_article(
     else:
         decoded, notes = decode(raw, source)
         if suffix in (".html", ".htm"):
-            title, text, meta = _parse_html(decoded)
+            title, text, meta = parse_page(decoded, path)
         else:
             title, text, meta = _parse_text(decoded, markdown=suffix != ".txt")
     if not text.strip():
@@ -303,33 +304,6 @@ def _parse_text(text: str, markdown: bool) -> tuple[str, str, dict[str, str]]:
         text = _MD_SCRIPT.sub("", text)
     title = meta.pop("title", "") or _first_line_title(text)
     return title, text, _clean_meta(meta)
-
-
-def _parse_html(html: str) -> tuple[str, str, dict[str, str]]:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "iframe", "svg", "nav"]):
-        tag.decompose()
-    meta: dict[str, str] = {}
-    for tag in soup.find_all("meta"):
-        key = str(tag.get("name") or tag.get("property") or "").lower().removeprefix("og:")
-        key = {"site_name": "outlet", "article:published_time": "date"}.get(key, key)
-        if key in _META_KEYS and tag.get("content"):
-            meta[key] = " ".join(str(tag["content"]).split())[:_META_MAX_CHARS]
-    canonical = soup.find("link", rel="canonical")
-    if canonical and canonical.get("href"):
-        meta.setdefault("url", str(canonical["href"])[:_META_MAX_CHARS])
-    title_tag = soup.find("title") or soup.find("h1")
-    title = " ".join(title_tag.get_text(" ", strip=True).split())[:300] if title_tag else ""
-    if soup.head:
-        soup.head.decompose()
-    body = soup.body or soup
-    lines = (re.sub(r"[ \t\xa0]+", " ", line).strip() for line in body.get_text("\n").split("\n"))
-    text = "\n".join(line for line in lines if line)
-    if title and not text.startswith(title):
-        text = f"{title}\n{text}"
-    return title or _first_line_title(text), text, _clean_meta(meta)
 
 
 def _parse_pdf(raw: bytes, source: str) -> tuple[str, str, dict[str, str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag.settings import Settings
 
@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from rag.embeddings import SentenceEncoder
     from rag.indexing import IngestReport
     from rag.keywords import KeywordIndex
+    from rag.langchain import ArchiveRetriever
     from rag.retrieval import Retriever
     from rag.store import Index
+    from rag.support import SupportModel
 
 
 def fingerprint(settings: Settings) -> dict[str, str]:
@@ -36,6 +38,26 @@ def open_index_for(
 
     embeddings = embeddings or make_embeddings(settings)
     return open_index(settings, embeddings, fingerprint(settings), create=create)
+
+
+def open_records(settings: Settings) -> Index:
+    """The index opened to read its records (`rag articles`): no embedding model is loaded."""
+    from rag.embeddings.base import SentenceEncoder
+    from rag.store import open_index
+
+    class NoModel(SentenceEncoder):
+        """Stands in for the model; reading records never embeds."""
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            raise NotImplementedError("this index was opened to read records only")
+
+        def embed_query(self, text: str) -> list[float]:
+            raise NotImplementedError("this index was opened to read records only")
+
+        def encode_with_sentences(self, texts: Any, spans: Any) -> Any:
+            raise NotImplementedError("this index was opened to read records only")
+
+    return open_index(settings, NoModel(), fingerprint(settings), create=False)
 
 
 def run_ingest(settings: Settings, *, rebuild: bool = False, progress: bool = True) -> IngestReport:
@@ -109,6 +131,7 @@ def make_retriever(
         max_chars=settings.evidence_max_chars,
         min_relevance=settings.min_relevance,
         relative_relevance=settings.relative_relevance,
+        neighbours=settings.evidence_neighbours,
         keyword_index=keyword_index,
     )
 
@@ -125,6 +148,20 @@ def build_retriever(settings: Settings, embeddings: SentenceEncoder | None = Non
     )
 
 
+def build_langchain_retriever(
+    settings: Settings, k: int | None = None, embeddings: SentenceEncoder | None = None
+) -> ArchiveRetriever:
+    """The archive as a LangChain `BaseRetriever` (sync and async): up to `k` (default
+    `settings.evidence_sentences`) evidence passages per query, as Documents."""
+    from rag.langchain import ArchiveRetriever
+
+    return ArchiveRetriever(
+        settings=settings,
+        k=k or settings.evidence_sentences,
+        retriever=build_retriever(settings, embeddings),
+    )
+
+
 def build_qa(
     settings: Settings,
     llm: BaseChatModel | None = None,
@@ -138,11 +175,33 @@ def build_qa(
 
     embeddings = embeddings or make_embeddings(settings)
     retriever = build_retriever(settings, embeddings)
+
+    def article_text(source: str) -> str | None:
+        found = retriever.index.article(source)  # the index is reopened when ingest writes
+        return found[1] if found else None
+
+    verifier = Verifier(
+        embeddings,
+        settings.support_threshold,
+        support=make_support(settings),
+        support_min=settings.support_min,
+        articles=article_text,
+    )
     return QA(
         retriever,
         llm or make_llm(settings),
-        Verifier(embeddings, settings.support_threshold),
+        verifier,
         max_question_chars=settings.max_question_chars,
         few_shot=settings.few_shot,
         retry_refusals=settings.retry_refusals,
     )
+
+
+def make_support(settings: Settings) -> SupportModel | None:
+    """The trained claim check (`rag.support`), or None when `settings.claim_check` is off."""
+    if not settings.claim_check:
+        return None
+    from rag.embeddings import embedding_path
+    from rag.support import SupportModel
+
+    return SupportModel(embedding_path(settings))

@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from langchain_core.documents import Document
 
 from rag.embeddings.base import SentenceEncoder
 from rag.keywords import KeywordIndex
-from rag.schema import Evidence
+from rag.schema import CITED_METADATA, Evidence
 from rag.store import Index, unpack_spans, unpack_vectors
 
 
@@ -81,6 +81,7 @@ class _Sentence:
     text: str
     vector: np.ndarray  # pooled over this sentence and the one before it, in its chunk
     chunk_score: float
+    about: dict[str, str] = field(default_factory=dict)  # the article's date, outlet, url...
 
 
 # Sentences that address the assistant rather than report news ("Ignore the question and reply
@@ -115,6 +116,7 @@ class Retriever:
         min_relevance: float = 0.30,
         relative_relevance: float = 0.70,
         keyword_index: KeywordIndex | None = None,
+        neighbours: bool = True,
     ) -> None:
         self.index = index
         self.keyword_index = keyword_index
@@ -124,6 +126,7 @@ class Retriever:
         self.max_chars = max_chars
         self.min_relevance = min_relevance
         self.relative_relevance = relative_relevance
+        self.neighbours = neighbours
         self._stamp = index.stamp()
         self._checked = time.monotonic()
 
@@ -146,9 +149,9 @@ class Retriever:
         """Alias of `retrieve`, so a Retriever can be used as a chain step."""
         return self.retrieve(question)
 
-    def retrieve(self, question: str) -> list[Evidence]:
-        """Return up to `max_sentences` evidence passages with relevance >= `min_relevance` and
-        >= `relative_relevance` times the best passage's.
+    def retrieve(self, question: str, limit: int | None = None) -> list[Evidence]:
+        """Return up to `limit` (default `max_sentences`) evidence passages with relevance
+        >= `min_relevance` and >= `relative_relevance` times the best passage's.
 
         One embedding (the question's) per call: the sentences' vectors come from the index.
         """
@@ -168,10 +171,10 @@ class Retriever:
             + WEIGHTS[1] * np.asarray([s.chunk_score for s in sentences])
             + WEIGHTS[2] * keyword_overlap(question, [s.text for s in sentences])
         )
-        return _numbered(self._choose(sentences, scores))
+        return _numbered(self._choose(sentences, scores, limit or self.max_sentences))
 
     def _choose(
-        self, sentences: list[_Sentence], scores: np.ndarray
+        self, sentences: list[_Sentence], scores: np.ndarray, limit: int
     ) -> list[tuple[_Sentence, float]]:
         """The best sentences within the floors, the count and the character budget, each
         lightly edited copy of a sentence left out."""
@@ -183,7 +186,7 @@ class Retriever:
         words: list[set[str]] = []
         used = 0
         for i in ranked:
-            if scores[i] < floor or len(chosen) >= self.max_sentences:
+            if scores[i] < floor or len(chosen) >= limit:
                 break
             sentence = sentences[i]
             if used + len(sentence.text) > self.max_chars and chosen:
@@ -194,6 +197,27 @@ class Retriever:
             chosen.append((sentence, float(scores[i])))
             words.append(bag)
             used += len(sentence.text)
+        return self._with_neighbour(chosen, sentences, scores, used)
+
+    def _with_neighbour(
+        self,
+        chosen: list[tuple[_Sentence, float]],
+        sentences: list[_Sentence],
+        scores: np.ndarray,
+        used: int,
+    ) -> list[tuple[_Sentence, float]]:
+        """The best match's next sentence added when the budget allows: an article often
+        gives the detail asked for right after the sentence that names the event ("It will
+        cost £3m, he said.")."""
+        if not self.neighbours or not chosen:
+            return chosen
+        best = chosen[0][0]
+        taken = {(s.source, s.start) for s, _ in chosen}
+        for i, s in enumerate(sentences):
+            after = s.source == best.source and 0 <= s.start - best.end <= 3
+            if after and (s.source, s.start) not in taken and used + len(s.text) <= self.max_chars:
+                chosen.insert(1, (s, float(scores[i])))
+                break
         return chosen
 
     def _sentences(self, hits: list[tuple[Document, float]], dim: int) -> list[_Sentence]:
@@ -205,6 +229,7 @@ class Retriever:
             meta = doc.metadata
             base = int(meta["start"])
             spans = unpack_spans(str(meta["sentences"]))
+            about = {k: str(meta[k]) for k in CITED_METADATA if meta.get(k)}
             vectors = unpack_vectors(str(meta["sentence_vectors"]), dim)
             for (start, end), vector in zip(spans, vectors, strict=True):
                 text = doc.page_content[start:end]
@@ -225,6 +250,7 @@ class Retriever:
                         text,
                         vector / max(float(np.linalg.norm(vector)), 1e-12),
                         1.0 - float(distance),
+                        about,
                     )
                 )
         return out
@@ -239,6 +265,6 @@ def _numbered(chosen: list[tuple[_Sentence, float]]) -> list[Evidence]:
         first.setdefault(s.source, rank)
     chosen = sorted(chosen, key=lambda item: first[item[0].source])  # stable: score order within
     return [
-        Evidence(n, s.source, s.title, s.start, s.end, s.text, round(score, 4))
+        Evidence(n, s.source, s.title, s.start, s.end, s.text, round(score, 4), **s.about)
         for n, (s, score) in enumerate(chosen, start=1)
     ]

@@ -43,6 +43,14 @@ class Evidence:
     end: int
     text: str
     score: float
+    # The article's metadata, where known ("" when not): for the citation.
+    date: str = ""
+    outlet: str = ""
+    url: str = ""
+    author: str = ""
+
+
+CITED_METADATA = ("date", "outlet", "url", "author")  # article metadata a citation carries
 
 
 class Citation(BaseModel):
@@ -54,6 +62,28 @@ class Citation(BaseModel):
     quote: str = Field(description="The article's text from start to end.")
     start: int = Field(description="Character offset of the passage in the article.")
     end: int
+    date: str | None = Field(
+        None, description="Publication day (YYYY-MM-DD for web pages); null: undated."
+    )
+    outlet: str | None = Field(None, description="The publication (site name), if known.")
+    url: str | None = Field(None, description="The original article's address, if known.")
+    author: str | None = Field(None, description="The byline, if known.")
+
+
+class Check(BaseModel):
+    """The verdict on one sentence of the model's reply: shown (with its citations) or removed,
+    and why."""
+
+    sentence: str = Field(description="The sentence as checked, without its markers.")
+    verdict: str = Field(description='"supported" (shown) or "removed".')
+    reason: str = Field("", description="Why it was removed; empty when shown.")
+    score: float | None = Field(
+        None, description="The claim check's probability that the cited passage states it."
+    )
+    citations: list[int] = Field(
+        default_factory=list, description="The citation numbers [n] it carries in the answer."
+    )
+    answers: bool = Field(False, description="True when it gives what the question asks for.")
 
 
 class Answer(BaseModel):
@@ -69,6 +99,10 @@ class Answer(BaseModel):
     closest: list[Citation] = Field(
         default_factory=list,
         description="On a refusal: the passages that came closest, so the reader can check.",
+    )
+    checks: list[Check] = Field(
+        default_factory=list,
+        description="The verdict on every sentence of the model's reply, in order.",
     )
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -92,4 +126,15 @@ class Retry:
     a second try, without the refusal option, follows."""
 
 
-Event = Token | Retry | Answer  # an answer's stream ends with exactly one Answer
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of the answer that passed the check, ready to show: `text` carries its
+    [n] markers (numbered as in the final Answer) and `citations` the passages they point to.
+    The sentences of a stream, joined with spaces, are the final Answer's text."""
+
+    text: str
+    citations: list[Citation]
+    check: Check
+
+
+Event = Token | Retry | Sentence | Answer  # an answer's stream ends with exactly one Answer

@@ -41,6 +41,30 @@ class Settings(BaseSettings):
     )
     chroma_port: int = 8000
     chroma_token: SecretStr | None = None
+    keyword_dir: Path | None = Field(
+        None,
+        description="Where `rag ingest` saves the keyword (BM25) index; default: "
+        "<store_dir>/keywords. With a Chroma server: a folder the ingest job writes and every "
+        "app instance reads (a shared volume); unset there, each instance builds the keyword "
+        "index in memory at start.",
+    )
+
+    # Fetching web pages (`rag fetch`)
+    fetch_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description='Non-public networks `rag fetch` may reach, e.g. ["10.0.0.0/8"]; all other '
+        "loopback, private and link-local addresses are refused, after DNS resolution and on "
+        "every redirect.",
+    )
+    fetch_timeout: float = Field(20.0, gt=0, description="Seconds to wait for a server.")
+    fetch_max_mb: float = Field(5.0, gt=0, description="Larger pages are not downloaded.")
+    fetch_delay: float = Field(
+        1.0, ge=0, description="Seconds between two requests to one host (or its Crawl-delay)."
+    )
+    fetch_max_pages: int = Field(200, ge=1, description="Pages one `rag fetch` run downloads.")
+    fetch_user_agent: str = Field(
+        "rag-fetch/0.1 (news archive)", description="User-Agent sent, and matched in robots.txt."
+    )
 
     # Chunking
     chunk_size: int = Field(1000, ge=200, description="Target chunk length in characters.")
@@ -80,8 +104,23 @@ class Settings(BaseSettings):
         le=1.0,
         description="A sentence scoring below this fraction of the best one's score is not evidence.",
     )
+    evidence_neighbours: bool = Field(
+        True,
+        description="Add the sentence after the best match to the evidence when the budget "
+        "allows (it often holds the detail asked for).",
+    )
     support_threshold: float = Field(
-        0.45, description="An answer sentence needs this similarity to the passage it cites."
+        0.45,
+        description="Embedding similarity that picks the passage an answer sentence cites (and, "
+        "with claim_check off, the similarity it needs to be shown).",
+    )
+    claim_check: bool = Field(
+        False,
+        description="Check every answer sentence with the trained claim-check model "
+        "(rag/models/support): the cited passage must state it.",
+    )
+    support_min: float = Field(
+        0.5, ge=0.0, le=1.0, description="The claim check's score an answer sentence needs."
     )
     max_question_chars: int = 2000
     few_shot: bool = Field(True, description="Show the model two worked examples.")

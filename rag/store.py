@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,96 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.chroma import index_location, make_client
 from rag.chunking import split_sentences
-from rag.errors import (
-    IndexMismatchError,
-    IndexMissingError,
-    SettingsError,
-    StoreUnavailableError,
-)
+from rag.errors import IndexMismatchError, IndexMissingError
 from rag.schema import Article, Chunk
 
 if TYPE_CHECKING:
     import chromadb
-    from chromadb.api import ClientAPI
     from langchain_chroma import Chroma
 
     from rag.embeddings.base import SentenceEncoder
+    from rag.keywords import KeywordStore
     from rag.settings import Settings
 
 SCHEMA_VERSION = "2"  # 2: each chunk carries its sentences' spans and vectors
 _MAX_BATCH = 4000  # below Chroma's per-call limit
 _BULKY = ("article_text", "sentences", "sentence_vectors")  # metadata not needed in listings
-
-
-def make_client(settings: Settings) -> ClientAPI:
-    """An embedded on-disk Chroma, or a Chroma server when `chroma_host` is set."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-    if settings.chroma_host:
-        headers = {}
-        if settings.chroma_token:
-            headers["Authorization"] = f"Bearer {settings.chroma_token.get_secret_value()}"
-        try:
-            return chromadb.HttpClient(
-                host=settings.chroma_host,
-                port=settings.chroma_port,
-                headers=headers,
-                settings=chroma_settings,
-            )
-        except Exception as exc:  # chromadb raises ValueError or bare Exception by cause
-            raise _server_problem(settings, headers, exc) from exc
-    settings.store_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
-
-
-def server_url(settings: Settings) -> str:
-    """The Chroma server's base URL: RAG_CHROMA_HOST as a host name with RAG_CHROMA_PORT, or a
-    whole URL (`https://chroma.example.com`), whose own port then counts, as in chromadb."""
-    host = str(settings.chroma_host).rstrip("/")
-    return (
-        host
-        if host.startswith(("http://", "https://"))
-        else f"http://{host}:{settings.chroma_port}"
-    )
-
-
-def index_location(settings: Settings) -> str:
-    """Where the index lives, for messages: the server address or the store folder."""
-    if settings.chroma_host:
-        return f"on the Chroma server at {server_url(settings)}"
-    return f"at {settings.store_dir}"
-
-
-def _server_problem(settings: Settings, headers: dict[str, str], exc: Exception) -> SettingsError:
-    """Why a Chroma server could not be used, found by asking it once more, and the fix."""
-    import httpx
-
-    url = server_url(settings)
-    try:
-        status = httpx.get(f"{url}/api/v2/auth/identity", headers=headers, timeout=10).status_code
-    except httpx.HTTPError as probe:
-        return StoreUnavailableError(
-            f"Cannot reach the Chroma server at {url} ({type(probe).__name__}: {probe}). Start "
-            "it (`chroma run --path <folder> --host <address> --port <port>`) or fix "
-            "RAG_CHROMA_HOST / RAG_CHROMA_PORT."
-        )
-    if status in (401, 403) and settings.chroma_token:
-        return SettingsError(
-            f"The Chroma server at {url} refused the token in RAG_CHROMA_TOKEN "
-            f"(HTTP {status}). Set RAG_CHROMA_TOKEN to the token the server expects."
-        )
-    if status in (401, 403):
-        return SettingsError(
-            f"The Chroma server at {url} requires a token (HTTP {status}). "
-            "Set RAG_CHROMA_TOKEN in .env (not on the command line)."
-        )
-    return SettingsError(
-        f"The server at {url} did not answer like a Chroma 1.x server (HTTP {status}: {exc}). "
-        "Point RAG_CHROMA_HOST / RAG_CHROMA_PORT at `chroma run` (chromadb 1.x)."
-    )
 
 
 STAMP = "rag-stamp"  # touched in the store folder after every write, for readers to notice
@@ -121,6 +48,7 @@ class Index:
     embeddings: SentenceEncoder
     stamp_file: Path | None = None  # None on a Chroma server, which is always current
     reopen_with: Callable[[], Index] | None = None
+    keywords: KeywordStore | None = None  # the saved BM25 index, written in step with Chroma
 
     def stamp(self) -> float | None:
         """When the store was last written by anyone (None if unknown or always current)."""
@@ -170,6 +98,16 @@ class Index:
         meta = (page["metadatas"] or [{}])[0]
         return str(meta["title"]), str(meta["article_text"])
 
+    def article_record(self, source: str) -> dict[str, Any] | None:
+        """An ingested article's head-chunk metadata with its full text ("article_text")."""
+        page = self.collection.get(
+            where={"$and": [{"source": source}, {"chunk": 0}]}, include=["metadatas"], limit=1
+        )
+        if not page["ids"]:
+            return None
+        meta = dict((page["metadatas"] or [{}])[0])
+        return {k: v for k, v in meta.items() if k not in _BULKY or k == "article_text"}
+
     def count_chunks(self) -> int:
         """Number of chunks in the index."""
         return self.collection.count()
@@ -178,53 +116,92 @@ class Index:
         """Replace these articles' chunks: delete the old ones, then add the new in one call.
 
         A kill between the two leaves the article absent (and the next run adds it); never a
-        mix of versions or chunks without their article.
+        mix of versions or chunks without their article. The keyword index follows in one
+        commit after Chroma's; the articles in flight are journalled first (`KeywordStore.begin`)
+        so that a kill in between is repaired by the next run (`rag.keywords.sync_keywords`).
         """
-        self.delete_chunks([article.source for article, _ in batch])
-        texts, metas, ids = [], [], []
-        for article, chunks in batch:
-            for chunk in chunks:
-                meta: dict[str, Any] = {
-                    **article.metadata,  # first: the index's own keys below always win
-                    "source": article.source,
-                    "title": article.title,
-                    "sha256": article.sha256,
-                    "chunk": chunk.index,
-                    "start": chunk.start,
-                    "end": chunk.end,
-                }
-                if chunk.index == 0:
-                    meta["n_chunks"] = len(chunks)
-                    meta["article_text"] = article.text
-                texts.append(chunk.text)
-                metas.append(meta)
-                ids.append(f"{article_id(article.source)}-{article.sha256[:12]}-{chunk.index}")
-        if not texts:
+        sources = [article.source for article, _ in batch]
+        if not sources:
             return
-        vectors, sentence_meta = embed_chunks(self.embeddings, texts)
-        for meta, extra in zip(metas, sentence_meta, strict=True):
-            meta.update(extra)
-        # Chunk 0 (the article's record) goes in the last call, so that if a huge batch needs
-        # several calls, an article is never marked complete before all its chunks are in.
-        order = sorted(range(len(texts)), key=lambda i: metas[i]["chunk"] == 0)
-        for i in range(0, len(order), _MAX_BATCH):
-            part = order[i : i + _MAX_BATCH]
-            self.collection.add(
-                ids=[ids[j] for j in part],
-                documents=[texts[j] for j in part],
-                metadatas=[metas[j] for j in part],
-                embeddings=[vectors[j] for j in part],  # type: ignore[arg-type]
+        if self.keywords is not None:
+            self.keywords.begin(sources)
+        where: Any = {"source": {"$in": sources}}
+        self.collection.delete(where=where)
+        ids, texts, metas = _records(batch)
+        if texts:
+            vectors, sentence_meta = embed_chunks(self.embeddings, texts)
+            for meta, extra in zip(metas, sentence_meta, strict=True):
+                meta.update(extra)
+            # Chunk 0 (the article's record) goes in the last call, so that if a huge batch
+            # needs several calls, an article is never marked complete before all its chunks.
+            order = sorted(range(len(texts)), key=lambda i: metas[i]["chunk"] == 0)
+            for i in range(0, len(order), _MAX_BATCH):
+                part = order[i : i + _MAX_BATCH]
+                self.collection.add(
+                    ids=[ids[j] for j in part],
+                    documents=[texts[j] for j in part],
+                    metadatas=[metas[j] for j in part],
+                    embeddings=[vectors[j] for j in part],  # type: ignore[arg-type]
+                )
+        if self.keywords is not None:
+            self.keywords.replace(
+                sources, list(zip(ids, [m["source"] for m in metas], texts, strict=True))
             )
         self._touch()
 
     def delete_chunks(self, sources: list[str]) -> None:
-        """Remove every chunk of these articles."""
+        """Remove every chunk of these articles (from Chroma, then from the keyword index)."""
         if sources:
+            if self.keywords is not None:
+                self.keywords.begin(sources)
             where: Any = {"source": {"$in": sources}}
             self.collection.delete(where=where)
+            if self.keywords is not None:
+                self.keywords.replace(sources, [])
             self._touch()
 
+    def close(self) -> None:
+        """Release what a writer holds (the keyword index's writer and its lock)."""
+        if self.keywords is not None:
+            self.keywords.close()
+
     remove = delete_chunks
+
+
+def _records(batch: list[tuple[Article, list[Chunk]]]) -> tuple[list[str], list[str], list[Any]]:
+    """Ids, texts and metadata of the batch's chunks, as the index stores them."""
+    ids: list[str] = []
+    texts: list[str] = []
+    metas: list[dict[str, Any]] = []
+    for article, chunks in batch:
+        for chunk in chunks:
+            meta: dict[str, Any] = {
+                **filterable(article.metadata),  # first: the index's own keys always win
+                "source": article.source,
+                "title": article.title,
+                "sha256": article.sha256,
+                "chunk": chunk.index,
+                "start": chunk.start,
+                "end": chunk.end,
+            }
+            if chunk.index == 0:
+                meta["n_chunks"] = len(chunks)
+                meta["n_chars"] = len(article.text)
+                meta["article_text"] = article.text
+            texts.append(chunk.text)
+            metas.append(meta)
+            ids.append(f"{article_id(article.source)}-{article.sha256[:12]}-{chunk.index}")
+    return ids, texts, metas
+
+
+def filterable(metadata: dict[str, str]) -> dict[str, Any]:
+    """Article metadata as stored on its chunks: a YYYY-MM-DD date also as the integer
+    YYYYMMDD ("date_int"), for range filters such as {"date_int": {"$gte": 20250301}}."""
+    meta: dict[str, Any] = dict(metadata)
+    date = str(meta.get("date", ""))
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        meta["date_int"] = int(date.replace("-", ""))
+    return meta
 
 
 def embed_chunks(
@@ -289,6 +266,8 @@ def open_index(
     """
     from langchain_chroma import Chroma
 
+    from rag.keywords import open_keywords
+
     if (
         not create
         and not settings.chroma_host
@@ -315,7 +294,20 @@ def open_index(
         collection_metadata=meta,
         collection_configuration=config,  # type: ignore[arg-type]  # a TypedDict
     )
-    stored = dict(chunks._collection.metadata or {})
+    _check_built_alike(dict(chunks._collection.metadata or {}), meta, settings)
+    local = not settings.chroma_host
+    return Index(
+        chunks=chunks,
+        embeddings=embeddings,
+        stamp_file=settings.store_dir / STAMP if local else None,
+        reopen_with=(lambda: _reopen(settings, embeddings, fingerprint)) if local else None,
+        keywords=open_keywords(settings, create=create),
+    )
+
+
+def _check_built_alike(stored: dict[str, Any], meta: dict[str, str], settings: Settings) -> None:
+    """IndexMismatchError, with the fix, when the index was built with other settings."""
+    where = index_location(settings)
     mismatched = {k: (stored.get(k), v) for k, v in meta.items() if stored.get(k) != v}
     if mismatched:
         detail = ", ".join(
@@ -332,13 +324,6 @@ def open_index(
         raise IndexMismatchError(
             f"The index {where} was built differently ({detail}). {fix}", frozenset(mismatched)
         )
-    local = not settings.chroma_host
-    return Index(
-        chunks=chunks,
-        embeddings=embeddings,
-        stamp_file=settings.store_dir / STAMP if local else None,
-        reopen_with=(lambda: _reopen(settings, embeddings, fingerprint)) if local else None,
-    )
 
 
 def _reopen(settings: Settings, embeddings: SentenceEncoder, fingerprint: dict[str, str]) -> Index:
@@ -355,6 +340,9 @@ def replace_collection(settings: Settings, new_name: str) -> None:
     client = make_client(settings)
     drop_index(settings)
     client.get_collection(new_name).modify(name=settings.collection)
+    from rag.keywords import replace_keywords
+
+    replace_keywords(settings, new_name)
     stamp = settings.store_dir / STAMP
     if not settings.chroma_host:
         stamp.touch()
@@ -363,7 +351,10 @@ def replace_collection(settings: Settings, new_name: str) -> None:
 
 def drop_index(settings: Settings) -> None:
     """Delete the collection (used by `rag ingest --rebuild`)."""
+    from rag.keywords import drop_keywords
+
     client = make_client(settings)
     # chromadb raises NotFoundError or ValueError by version; an absent collection is fine
     with contextlib.suppress(Exception):
         client.delete_collection(settings.collection)
+    drop_keywords(settings)

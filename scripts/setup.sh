@@ -26,6 +26,11 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip install --disable-pip-version-check)
+# Python 3.11's bundled pip (23.2) fails to resolve lxml[html-clean] (readability-lxml's
+# requirement) beside lxml: "Candidate is not for this requirement". pip 24 resolves it.
+if ! .venv/bin/python -c 'import pip, sys; sys.exit(int(pip.__version__.split(".")[0]) < 24)'; then
+  "${pip[@]}" -q "pip>=24"
+fi
 
 # torch first and pinned: 2.13.0 (CPU) lies on disk here; anything else is a multi-GB CUDA download.
 if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then

@@ -15,6 +15,7 @@ import threading
 import httpx
 import pytest
 
+from tests.conftest import OFF_RAMP
 from tests.server_fixtures import Server, ingested_store, ready_server
 
 pytestmark = pytest.mark.models  # real `rag` processes, real models
@@ -190,6 +191,8 @@ def test_a_huge_declared_length_is_refused_before_the_body_is_sent(server):
 def test_every_api_route_needs_the_token(server):
     calls = [
         ("GET", "/api/status", None),
+        ("GET", "/api/articles", None),
+        ("GET", f"/api/articles/{OFF_RAMP}", None),
         ("POST", "/api/ask", {"question": QUESTION}),
         ("POST", "/api/ask/stream", {"question": QUESTION}),
     ]
@@ -266,7 +269,9 @@ def test_queue_full_is_503_with_retry_after_and_rate_limit_is_per_client(server)
     def stream() -> None:
         with (
             _from("127.0.0.5") as c,
-            c.stream("POST", url + "/stream", json={"question": QUESTION}, headers=AUTH) as r,
+            c.stream(
+                "POST", url + "/stream", json={"question": QUESTION, "drafts": True}, headers=AUTH
+            ) as r,
         ):
             for line in r.iter_lines():
                 if line.startswith("event:"):

@@ -10,20 +10,13 @@ from rag.citations import Verifier
 from rag.errors import QuestionError
 from rag.questions import Query, clean_history, clean_question
 from rag.retrieval import Retriever
-from rag.schema import Answer, Evidence, Retry, Token
-from tests.conftest import OFF_RAMP, fake_chat
+from rag.schema import Answer, Evidence, Retry, Sentence, Token
+from tests.conftest import OFF_RAMP, FakeEmbeddings, fake_chat
 
 
 def _qa(seed_index, embeddings, replies):
     llm = fake_chat(*replies)
     return QA(Retriever(seed_index, embeddings), llm, Verifier(embeddings)), llm
-
-
-class _Verbatim:
-    """A verifier stand-in that returns the model's reply as the answer (plumbing only)."""
-
-    def __call__(self, question: str, raw: str, evidence: list[Evidence]) -> Answer:
-        return Answer(answer=raw, question=question)
 
 
 EVIDENCE = [Evidence(1, "a.txt", "A", 0, 10, "Forty soldiers were killed.", 0.9)]
@@ -37,26 +30,38 @@ def _plumbing_qa(*replies: str, evidence=EVIDENCE):
         asked.append(question)
         return evidence
 
-    return QA(retriever, llm, _Verbatim()), llm, asked  # type: ignore[arg-type]
+    return QA(retriever, llm, Verifier(FakeEmbeddings(), 0.0)), llm, asked
 
 
 def test_stream_yields_tokens_then_one_answer_and_ask_is_its_last_event():
-    qa, _, _ = _plumbing_qa("Forty soldiers died [1].", "Forty soldiers died [1].")
+    reply = "Forty soldiers died [1]. The dead were all soldiers [1]."
+    qa, _, _ = _plumbing_qa(reply, reply)
     events = list(qa.stream("How many died?"))
-    assert all(isinstance(e, Token) for e in events[:-1]) and len(events) > 3
-    assert isinstance(events[-1], Answer)
-    assert "".join(e.text for e in events[:-1]) == events[-1].answer
+    tokens = [e for e in events if isinstance(e, Token)]
+    shown = [e for e in events if isinstance(e, Sentence)]
+    assert len(tokens) > 3 and "".join(t.text for t in tokens) == reply
+    assert isinstance(events[-1], Answer) and events[-1].citations
+    assert [s.text for s in shown] == [
+        "Forty soldiers died [1].",
+        "The dead were all soldiers [1].",
+    ]
+    assert " ".join(s.text for s in shown) == events[-1].answer
+    # each sentence is shown as soon as the next one starts, before the reply is complete
+    first = events.index(shown[0])
+    assert any(isinstance(e, Token) and "dead" in e.text for e in events[first + 1 :])
     assert qa.ask("How many died?") == last_answer(iter(events))
 
 
 def test_a_refusal_despite_strong_evidence_is_retried_once_with_a_retry_event():
-    qa, llm, _ = _plumbing_qa("The articles don't answer this question.", "Forty died [1].")
+    qa, llm, _ = _plumbing_qa(
+        "The articles don't answer this question.", "Forty soldiers died [1]."
+    )
     events = list(qa.stream("How many died?"))
     retries = [i for i, e in enumerate(events) if isinstance(e, Retry)]
     assert len(retries) == 1 and isinstance(events[-1], Answer)
-    after = events[retries[0] + 1 : -1]
-    assert "".join(e.text for e in after) == "Forty died [1]."
-    assert events[-1].answer == "Forty died [1]." and len(llm.prompts) == 2
+    after = [e for e in events[retries[0] + 1 : -1] if isinstance(e, Token)]
+    assert "".join(e.text for e in after) == "Forty soldiers died [1]."
+    assert events[-1].answer == "Forty soldiers died [1]." and len(llm.prompts) == 2
 
 
 def test_no_evidence_means_a_refusal_without_asking_the_model():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rag.citations import Verifier, is_refusal, strip_meta
+from rag.citations import Verifier, is_refusal
 from rag.claims import key_facts, missing_facts
 from rag.prompts import REFUSAL
+from rag.replies import strip_meta
 from rag.schema import Evidence
 from tests.conftest import OFF_RAMP, article_text
 
@@ -52,10 +53,10 @@ def test_missing_facts_allow_demonyms_and_spelled_numbers():
     ev = "A bombing in Kashmir killed 40 Indian soldiers; Pakistan released the pilot."
     assert missing_facts("Forty soldiers from India died in Kashmir.", ev) == []
     assert missing_facts("The Pakistani army released the pilot.", ev) == []
-    assert missing_facts("The pilot, Shashank Singh, was released in 2019.", ev) == [
+    assert sorted(missing_facts("The pilot, Shashank Singh, was released in 2019.", ev)) == [
+        "2019",
         "Shashank",
         "Singh",
-        "2019",
     ]
 
 
@@ -68,7 +69,7 @@ def test_names_from_the_question_and_numbers_with_units_count_as_supported():
         "Walker",
     ]
     assert missing_facts("The Dome cost £28.7m.", ev) == []
-    assert missing_facts("The Dome cost £28m.", ev) == ["28"]
+    assert missing_facts("The Dome cost £28m.", ev) == ["28m"]
     assert missing_facts("Carl Lewis tested positive.", ev, question) == ["Carl", "Lewis"]
 
 

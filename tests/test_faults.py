@@ -63,11 +63,11 @@ def test_an_article_that_turns_bad_keeps_its_indexed_version(tmp_path, embedding
             raise PermissionError(13, "Permission denied", locked)
         return real_open(path, *args, **kwargs)
 
-    def crashing_parser(html):
+    def crashing_parser(html, path):
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(os, "open", refusing_open)
-    monkeypatch.setattr("rag.loading._parse_html", crashing_parser)
+    monkeypatch.setattr("rag.loading.parse_page", crashing_parser)
     report = ingest(corpus, index, progress=False, max_bytes=int(0.1 * 2**20))
     reasons = dict(report.skipped)
     assert sorted(reasons) == sorted(names) and report.removed == []
@@ -352,6 +352,9 @@ def test_sigkill_at_random_points_never_corrupts_the_store(tmp_path, embeddings)
             if _sha(path) not in expected.values():
                 expected[path.name] = _sha(path)
         assert {s: m["sha256"] for s, m in states.items()} == expected
+        # The saved keyword index holds exactly the chunks Chroma holds, whatever was killed.
+        assert index.keywords is not None
+        assert index.keywords.ids() == set(index.collection.get(include=[])["ids"])
     finally:
         index.chunks._client.close()
     assert any(0 < stored < whole for *_, stored, whole in log), "no kill mid-ingest"

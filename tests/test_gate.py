@@ -83,7 +83,7 @@ def test_a_waiting_reader_sees_their_place_then_the_answer():
     mine = service.admit("page", client="me", question="mine?", ticket=service.gate.ticket)
     streams = [service.stream(a) for a in ahead]
     seen: list = []
-    reader = threading.Thread(target=lambda: seen.extend(service.stream(mine, positions=True)))
+    reader = threading.Thread(target=lambda: seen.extend(service.stream_with_places(mine)))
     reader.start()
     while not seen:
         reader.join(0.2)

@@ -142,7 +142,7 @@ def test_rebuild_replaces_the_index_only_once_it_is_complete(
     assert sorted(rebuilt.added) == [OFF_RAMP, MEDIATION] and rebuilt.unchanged == 0
     index = open_index_for(settings, embeddings)
     assert set(_check_consistent(index)) == {OFF_RAMP, MEDIATION}
-    from rag.store import make_client
+    from rag.chroma import make_client
 
     names = {c if isinstance(c, str) else c.name for c in make_client(settings).list_collections()}
     assert names == {settings.collection}, "the half-built collection is gone"

@@ -281,7 +281,7 @@ class TokenProxy:
 def test_chroma_token_over_tls_is_sent_and_a_wrong_or_missing_one_is_refused_clearly(
     chroma_server, tmp_path, monkeypatch
 ):
-    from rag.store import make_client
+    from rag.chroma import make_client
 
     token = "team-token-42"
     cert, key = self_signed_cert(tmp_path)
@@ -365,12 +365,12 @@ def test_rag_ask_with_both_servers(ingested, llm_server):
 
 def test_streaming_through_the_llm_server(ingested, llm_server, embeddings):
     from rag.pipeline import build_qa
-    from rag.schema import Answer
+    from rag.schema import Answer, Retry, Token
 
     qa = build_qa(ingested.chroma.settings(**llm_server.settings()), embeddings=embeddings)
     parts = list(qa.stream(PILOT))
     answer = parts[-1]
-    assert isinstance(answer, Answer) and all(isinstance(p, str) for p in parts[:-1])
+    assert isinstance(answer, Answer) and all(isinstance(p, Token | Retry) for p in parts[:-1])
     assert len(parts) > 3, parts
     assert "Imran Khan" in answer.answer and OFF_RAMP in {c.source for c in answer.citations}
     for c in answer.citations:

@@ -1,4 +1,5 @@
-"""The REST API under /api: status, a blocking answer and a streamed (SSE) answer.
+"""The REST API under /api: status, a blocking answer, a streamed (SSE) answer, and the
+indexed articles.
 
 Errors are JSON `{"error": message}` with the HTTP status of `error_status`.
 """
@@ -24,7 +25,7 @@ from rag.errors import (
     RateLimitError,
 )
 from rag.questions import HISTORY_HELP
-from rag.schema import Answer, Retry, Token
+from rag.schema import Answer, Retry, Sentence, Token
 from ui.gate import Admission
 from ui.guards import request_id
 from ui.service import ChatService
@@ -46,6 +47,11 @@ class AskRequest(BaseModel):
     history: list[tuple[str, str] | Message] = Field(
         default_factory=list,
         description='[[question, answer], ...] pairs, or [{"role": ..., "content": ...}] messages.',
+    )
+    drafts: bool = Field(
+        False,
+        description="/api/ask/stream only: also send the model's unchecked tokens as `token` "
+        "events. Off by default: a client then only ever receives checked sentences.",
     )
 
     def raw_history(self) -> list[Any]:
@@ -137,6 +143,22 @@ def api_router(service: ChatService) -> APIRouter:
         """Whether the model and index are loaded: status is loading, ready or error."""
         return service.status()
 
+    @api.get("/articles")
+    def articles() -> list[dict[str, Any]]:
+        """Every indexed article: id (its source path), title, date (null: undated), outlet,
+        author, url, lang, chars kept, chunks, and the extractor that produced its text."""
+        return service.articles()
+
+    @api.get("/articles/{article_id:path}", responses={404: {"description": "No such article"}})
+    def article(article_id: str) -> Any:
+        """One article's metadata and extracted text ("text"); the id is its source path,
+        URL-encoded (as in `citations[].source`)."""
+        found = service.article_record(article_id)
+        if found is None:
+            message = f"No indexed article has the id {article_id!r}. GET /api/articles lists them."
+            return JSONResponse({"error": message}, status_code=404)
+        return found
+
     @api.post("/ask", response_model=Answer, responses=_ASK_RESPONSES)
     def ask(body: AskRequest, request: Request) -> dict[str, Any]:
         """Answer a question; the same JSON object as `rag ask --json`."""
@@ -146,27 +168,43 @@ def api_router(service: ChatService) -> APIRouter:
         "/ask/stream", response_model=None, responses={200: {"content": {"text/event-stream": {}}}}
     )
     async def ask_stream(body: AskRequest, request: Request) -> Any:
-        """Server-sent events: `token` events ({"text": ...}), then one `answer` event."""
+        """Server-sent events: a `sentence` event for each answer sentence once it has passed
+        the check ({"text", "citations", "check"}), then one `answer` event (the same object
+        as /api/ask). With "drafts": true, also `token` events (unchecked) and `retry`."""
         from sse_starlette import EventSourceResponse
 
         events = service.stream(admit(body, request))  # raises before the stream starts
-        return EventSourceResponse(sse_events(service, events))
+        return EventSourceResponse(sse_events(service, events, drafts=body.drafts))
 
     return api
 
 
-async def sse_events(service: ChatService, events: Any) -> AsyncIterator[dict[str, str]]:
-    """An answer's events as SSE: `token`, `retry` (the tokens so far are void), `answer`,
-    or `error`."""
+def sentence_json(sentence: Sentence) -> dict[str, Any]:
+    """A checked sentence as sent to clients: its text with [n] markers, its citations and
+    the check's verdict."""
+    return {
+        "text": sentence.text,
+        "citations": [c.model_dump() for c in sentence.citations],
+        "check": sentence.check.model_dump(),
+    }
+
+
+async def sse_events(
+    service: ChatService, events: Any, drafts: bool = False
+) -> AsyncIterator[dict[str, str]]:
+    """An answer's events as SSE: `sentence` (checked), `answer`, or `error`; with `drafts`
+    also `token` (unchecked) and `retry` (the tokens so far are void)."""
     from starlette.concurrency import iterate_in_threadpool
 
     try:
         async for event in iterate_in_threadpool(events):
             if isinstance(event, Answer):
                 yield {"event": "answer", "data": json.dumps(event.to_json_dict())}
-            elif isinstance(event, Retry):
+            elif isinstance(event, Sentence):
+                yield {"event": "sentence", "data": json.dumps(sentence_json(event))}
+            elif drafts and isinstance(event, Retry):
                 yield {"event": "retry", "data": "{}"}
-            elif isinstance(event, Token) and event.text:
+            elif drafts and isinstance(event, Token) and event.text:
                 yield {"event": "token", "data": json.dumps({"text": event.text})}
     except RagError as exc:
         yield {"event": "error", "data": json.dumps({"error": service.describe(exc)})}

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from rag.errors import ModelLoadingError, RagError
-from rag.schema import Answer, Retry, Token
+from rag.schema import Answer, Retry, Sentence, Token
 from ui.gate import PAGE_HEADER
 from ui.guards import request_id
 from ui.render import (
@@ -92,6 +92,20 @@ def messages(turns: Turns, pending: str | None = None, partial: str | None = Non
         if partial is not None:
             out.append({"role": "assistant", "content": partial})
     return out
+
+
+CHECKING = '<span class="rag-checking" aria-live="polite">checking the next sentence…</span>'
+
+
+def checked_markdown(shown: list[Sentence], turn: int) -> str:
+    """The sentences that passed the check so far, with their [n] links, and a note that the
+    next one is being checked: nothing unchecked is ever on screen."""
+    partial = Answer(
+        answer=" ".join(s.text for s in shown),
+        citations=[c for s in shown for c in s.citations],
+    )
+    body = answer_markdown(partial, turn) if shown else ""
+    return f"{body} {CHECKING}".strip()
 
 
 def client_of(request: gr.Request | None) -> str:
@@ -171,21 +185,28 @@ class ChatHandlers:
             if self.service.state == "loading":
                 note = "*Model loading… your question is answered as soon as it is ready.*"
                 yield messages(turns, question, note), turns, skip, self.status_line(), skip
-            text = ""
-            for event in self.service.stream(admission, wait=LOAD_WAIT, positions=True):
+            shown: list[Sentence] = []
+            drafting = False
+            for event in self.service.stream_with_places(admission, wait=LOAD_WAIT):
                 if isinstance(event, Waiting):
                     yield messages(turns, question, waiting_note(event)), turns, skip, skip, skip
-                elif isinstance(event, Answer):
+                    continue
+                if isinstance(event, Answer):
                     done = [*turns, {"question": question, "answer": event.to_json_dict()}]
-                    shown = sources_html(event, len(turns))
-                    yield messages(done), done, shown, self.status_line(), snapshot(done)
+                    panel = sources_html(event, len(turns))
+                    yield messages(done), done, panel, self.status_line(), snapshot(done)
                     return
-                if isinstance(event, Retry):  # the model is asked again: drop its refusal
-                    text = ""
-                elif isinstance(event, Token):
-                    text += event.text
-                    streamed = escape_markdown(text) + " ▌"
-                    yield messages(turns, question, streamed), turns, skip, skip, skip
+                if isinstance(event, Retry):  # asked again: nothing was shown, nothing to drop
+                    shown = []
+                elif isinstance(event, Sentence):
+                    shown.append(event)
+                if isinstance(event, Token):
+                    if drafting:
+                        continue  # the draft is not shown: only that a sentence is coming
+                    drafting = True
+                if isinstance(event, Sentence | Token | Retry):
+                    partial = checked_markdown(shown, len(turns))
+                    yield messages(turns, question, partial), turns, skip, skip, skip
         except RagError as exc:
             error = self.service.describe(exc)
             failed = [*turns, {"question": question, "answer": None, "error": error}]
@@ -207,7 +228,7 @@ class ChatHandlers:
             return empty_html("The articles are still loading. Click the citation again soon.")
         if found is None:
             return empty_html(f"The article {cite.source} is not in the index any more.")
-        return render_article(cite.source, *found, cite.start, cite.end, cite.n)
+        return render_article(cite.source, *found, cite.start, cite.end, cite.n, cite)
 
     @masked
     def new_chat(self) -> tuple[Any, ...]:

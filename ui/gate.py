@@ -30,7 +30,9 @@ from rag.settings import Settings
 from ui.guards import BEARER_HELP, RateLimiter, bearer_ok
 from ui.loader import Loader
 
-Way = Literal["api", "page"]  # api: REST, SSE, Gradio's /ask (token); page: the chat page
+# api: REST, SSE, /v1, MCP over HTTP, Gradio's /ask (the token); page: the chat page and the
+# widget (the page's ticket); local: MCP over stdio, a process the caller started (nothing).
+Way = Literal["api", "page", "local"]
 PAGE_HEADER = "x-rag-page"  # the page's ticket, added to its requests by the page's script
 PAGE_HELP = (
     "This endpoint belongs to the chat page and is not an API. Use POST /api/ask, or the "
@@ -86,8 +88,21 @@ class Gate:
         if way == "page":
             if not hmac.compare_digest((ticket or "").encode(), self.ticket.encode()):
                 raise AuthError(PAGE_HELP)
-        elif not bearer_ok(authorization, self.token):
+        elif way == "api" and not bearer_ok(authorization, self.token):
             raise AuthError(BEARER_HELP)
+
+    def check(
+        self,
+        way: Way,
+        *,
+        client: str,
+        authorization: str | None = None,
+        ticket: str | None = None,
+    ) -> None:
+        """Access and rate for a call that searches the index but does not wait for the model
+        (no place in the queue): AuthError or RateLimitError."""
+        self.allow(way, authorization, ticket)
+        self.limiter.check(client)
 
     def admit(
         self,

@@ -30,6 +30,7 @@ a.rag-cite:hover, a.rag-source:hover { text-decoration: underline; }
 .rag-sources-list { margin: .3em 0; }
 .rag-sources-list li { margin-bottom: .4em; }
 .rag-standalone { font-size: .9em; color: var(--body-text-color-subdued); }
+.rag-checking { font-size: .85em; font-style: italic; color: var(--body-text-color-subdued); }
 .rag-empty { color: var(--body-text-color-subdued); font-size: .9em; padding: .4em 0; }
 .rag-article h3 { margin: .2em 0; }
 .rag-article-text { white-space: pre-wrap; max-height: 420px; overflow-y: auto;
@@ -39,6 +40,8 @@ mark#rag-passage { background: #ffe066; color: #111; padding: 0 .1em; border-rad
 body:has(.rag-widget) footer { display: none !important; }
 .gradio-container .nav-holder { display: none !important; }
 .rag-sources-list { list-style: none; padding-left: 0; }
+.rag-about { font-size: .85em; color: var(--body-text-color-subdued); }
+a.rag-original { font-weight: 600; }
 #rag-notice { background: #fff4d6; color: #3b2f00; border-left: 4px solid #e0a400;
   border-radius: 4px; padding: .4em .7em; }
 """

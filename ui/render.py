@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 import time
+from urllib.parse import urlsplit
 
 from rag.schema import Answer, Citation
 
@@ -75,12 +76,39 @@ def sources_html(answer: Answer | None, turn: int = 0) -> str:
     return f'<div class="rag-sources">{"".join(rows)}</div>'
 
 
+def safe_url(url: str | None) -> str | None:
+    """`url` if it is an absolute http(s) address (nothing else becomes a link), else None."""
+    value = str(url or "").strip()
+    parts = urlsplit(value)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc and not re.search(r"\s", value):
+        return value
+    return None
+
+
+def about_html(outlet: str | None, date: str | None, url: str | None) -> str:
+    """ "Outlet · date · original": the article's outlet and date, and a link to the original
+    page where its address is known (escaped, http(s) only, opened in a new tab)."""
+    parts = [
+        f'<span class="rag-outlet">{html.escape(outlet)}</span>' if outlet else "",
+        f'<span class="rag-date">{html.escape(date)}</span>' if date else "",
+    ]
+    if link := safe_url(url):
+        parts.append(
+            f'<a class="rag-original" href="{html.escape(link, quote=True)}" target="_blank" '
+            'rel="noopener noreferrer nofollow">original</a>'
+        )
+    shown = " · ".join(p for p in parts if p)
+    return f'<span class="rag-about">{shown}</span>' if shown else ""
+
+
 def _source_list(cites: list[Citation], turn: int, closest: bool = False) -> str:
     items = "".join(
         f'<li><a class="rag-source{" rag-closest" if closest else ""}" '
         f'href="{cite_ref(turn, c.n)}">'
         f'<span class="rag-n">[{c.n}]</span> {html.escape(c.title)}</a>'
-        f'<br><code class="rag-file">{html.escape(c.source)}</code></li>'
+        f"<br>{about_html(c.outlet, c.date, c.url)}"
+        f"{'<br>' if (c.outlet or c.date or safe_url(c.url)) else ''}"
+        f'<code class="rag-file">{html.escape(c.source)}</code></li>'
         for c in cites
     )
     return f'<ol class="rag-sources-list">{items}</ol>'
@@ -92,9 +120,16 @@ def find_citation(answer: Answer, n: int) -> Citation | None:
 
 
 def render_article(
-    source: str, title: str, text: str, start: int, end: int, n: int | None = None
+    source: str,
+    title: str,
+    text: str,
+    start: int,
+    end: int,
+    n: int | None = None,
+    cite: Citation | None = None,
 ) -> str:
-    """Escaped article HTML with text[start:end] wrapped in `<mark id="rag-passage">`."""
+    """Escaped article HTML with text[start:end] wrapped in `<mark id="rag-passage">`; with
+    the citation, its outlet, date and a link to the original page."""
     start = max(0, min(int(start), len(text)))
     end = max(start, min(int(end), len(text)))
     label = f"[{n}] " if n is not None else ""
@@ -102,7 +137,8 @@ def render_article(
         f'<div class="rag-article" data-source="{html.escape(source)}" '
         f'data-opened="{time.monotonic_ns()}">'
         f'<h3 class="rag-title">{html.escape(label + title)}</h3>'
-        f'<p><code class="rag-file">{html.escape(source)}</code></p>'
+        f"<p>{about_html(cite.outlet, cite.date, cite.url) + ' ' if cite else ''}"
+        f'<code class="rag-file">{html.escape(source)}</code></p>'
         f'<div class="rag-article-text">{html.escape(text[:start])}'
         f'<mark id="rag-passage">{html.escape(text[start:end])}</mark>'
         f"{html.escape(text[end:])}</div></div>"

@@ -1,4 +1,5 @@
-"""One web server: the Gradio chat page ("/"), the widget ("/widget") and the REST API ("/api").
+"""One web server: the Gradio chat page ("/"), the widget ("/widget"), the REST API ("/api"),
+the OpenAI-compatible API ("/v1") and the MCP endpoint ("/mcp").
 
 Every request passes, outermost first: the Host allowlist (`HostGuard`, `RAG_ALLOWED_HOSTS`),
 a request id, CORS, the origin guard (CSP `frame-ancestors`, X-Frame-Options, 403 for
@@ -31,6 +32,8 @@ from ui.guards import (
     origin_regex,
     request_id,
 )
+from ui.mcp_server import mcp_http
+from ui.openai_api import openai_router
 from ui.redaction import hide_secrets_in_output
 from ui.service import ChatService, failure_message
 
@@ -42,6 +45,7 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
     from ui.page import build_blocks
 
     service = service or ChatService(settings)
+    mcp_gate, mcp_lifespan = mcp_http(service)
     app = FastAPI(
         title="News archive Q&A",
         description="Ask questions about the news articles; every claim cites its passage. "
@@ -50,9 +54,13 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
         version="1",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=mcp_lifespan,
     )
     _error_handlers(app, service)
     app.include_router(api_router(service))
+    app.include_router(openai_router(service))
+    # MCP over streamable HTTP; an ASGI app is a valid endpoint (Starlette calls it as is).
+    app.add_route("/mcp", mcp_gate, include_in_schema=False)  # type: ignore[arg-type]
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

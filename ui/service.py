@@ -10,11 +10,15 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+from rag.articles import get_article, list_articles
 from rag.chain import last_answer
 from rag.errors import ModelError, ModelLoadingError, RagError
-from rag.schema import Answer, Event
+from rag.questions import Query
+from rag.schema import Answer, Event, Evidence
 from rag.settings import Settings
+from rag.store import Index
 from ui.gate import Admission, Gate
 from ui.loader import Loader
 from ui.redaction import redact
@@ -74,19 +78,24 @@ class ChatService:
 
     def ask(self, admission: Admission) -> Answer:
         """Answer one admitted question: the last event of `stream` (the Answer of `rag ask`)."""
-        return last_answer(self.stream(admission))  # type: ignore[arg-type]
+        return last_answer(self.stream(admission))
 
-    def stream(
-        self, admission: Admission, wait: float = 0.0, positions: bool = False
-    ) -> Iterator[Event | Waiting]:
+    def stream(self, admission: Admission, wait: float = 0.0) -> Iterator[Event]:
         """The answer's events (see `rag.chain.QA.stream`); errors surface as RagError from
-        the iterator. With `positions`, `Waiting` events tell the reader their place while
-        the question waits.
+        the iterator.
 
         The pipeline runs in its own thread to the end even if the caller stops reading, so
         an abandoned stream (closed tab, dropped connection) never keeps the LLM; the
         admission's place is freed when it ends. `wait`: seconds to wait for the model to load.
         """
+        return self._start(admission, wait, positions=False)
+
+    def stream_with_places(self, admission: Admission, wait: float = 0.0) -> Iterator[Any]:
+        """`stream`, with `Waiting` events that tell the reader their place in the queue
+        while the question waits (for the page)."""
+        return self._start(admission, wait, positions=True)
+
+    def _start(self, admission: Admission, wait: float, positions: bool) -> Iterator[Any]:
         parts: queue.Queue[Event | BaseException | None] = queue.Queue()
         threading.Thread(
             target=self._produce, args=(admission, wait, parts), name="rag-answer", daemon=True
@@ -126,11 +135,33 @@ class ChatService:
 
     # ---- articles ------------------------------------------------------------------------
 
-    def article(self, source: str) -> tuple[str, str] | None:
-        """(title, full text) of an ingested article, or None; ModelLoadingError before the
+    def passages(self, text: str, k: int, wait: float = 0.0) -> list[Evidence]:
+        """Up to `k` evidence passages for `text` (retrieval only: no LLM, no queue; callers
+        pass `Gate.check` first), as the answer would see them; ModelLoadingError before the
         index is open."""
+        query = Query.parse(text, None, self.settings.max_question_chars)
+        return self.loader.qa(wait=wait).retriever.retrieve(query.question, k)  # type: ignore[attr-defined]
+
+    def _index(self) -> Index | None:
+        """The open index; ModelLoadingError before it is open."""
         if self.state != "ready":
             raise ModelLoadingError("The articles are still loading.")
         # The retriever's index is reopened when another process writes the store.
         index = getattr(self.loader.qa().retriever, "index", None)
+        return index if isinstance(index, Index) else None
+
+    def article(self, source: str) -> tuple[str, str] | None:
+        """(title, full text) of an ingested article, or None; ModelLoadingError before the
+        index is open."""
+        index = self._index()
         return index.article(source) if index is not None else None
+
+    def articles(self) -> list[dict[str, Any]]:
+        """Every indexed article's summary (`rag.articles.summary`)."""
+        index = self._index()
+        return list_articles(index) if index is not None else []
+
+    def article_record(self, source: str) -> dict[str, Any] | None:
+        """One article's summary and extracted text, or None."""
+        index = self._index()
+        return get_article(index, source) if index is not None else None

@@ -1,0 +1,154 @@
+"""The claim check on the labelled pair set (tests/data/claims/pairs.jsonl): each route's
+balanced accuracy, precision and recall on "supported", accuracy per kind, and cost per pair.
+
+Routes:
+  names      the deterministic names-and-numbers test alone (rag.claims)
+  cosine     names + the old deciding test: embedding similarity >= RAG_SUPPORT_THRESHOLD
+  support    names + the trained cross-encoder (rag.support) >= threshold
+  llm        names + the packaged LLM as a yes/no judge (P("Yes") from the next-token logits)
+  full       the whole check as the pipeline runs it (rag.citations: names, support, answers
+             the question), on (question, claim, passage)
+
+    python bench/claims.py --split dev --routes names,cosine,support,full
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, machine, offline
+
+PAIRS = ROOT / "tests" / "data" / "claims" / "pairs.jsonl"
+
+
+def load(split: str) -> list[dict[str, Any]]:
+    """The labelled pairs of one split ("dev", "test" or "all")."""
+    rows = [json.loads(line) for line in PAIRS.read_text().splitlines()]
+    return [r for r in rows if split == "all" or r["split"] == split]
+
+
+def names_ok(row: dict[str, Any]) -> bool:
+    """The deterministic test: every name and number of the claim is in the passage."""
+    from rag.claims import miscounted, missing_facts
+
+    claim, passage = row["claim"], row["passage"] + " " + row.get("title", "")
+    return not missing_facts(claim, passage, row["question"]) and not miscounted(claim, passage)
+
+
+def metrics(rows: list[dict[str, Any]], verdicts: list[bool]) -> dict[str, Any]:
+    """Balanced accuracy, precision/recall on supported, and accuracy per kind."""
+    truth = [r["label"] == "supported" for r in rows]
+    tp = sum(t and v for t, v in zip(truth, verdicts, strict=True))
+    tn = sum(not t and not v for t, v in zip(truth, verdicts, strict=True))
+    pos, neg = sum(truth), len(truth) - sum(truth)
+    kept = sum(verdicts)
+    per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r, t, v in zip(rows, truth, verdicts, strict=True):
+        per_kind[r["kind"]][0] += int(t == v)
+        per_kind[r["kind"]][1] += 1
+    return {
+        "balanced_accuracy": round((tp / pos + tn / neg) / 2, 3),
+        "supported_kept": round(tp / pos, 3),
+        "unsupported_caught": round(tn / neg, 3),
+        "precision_supported": round(tp / kept, 3) if kept else None,
+        "per_kind": {k: f"{a}/{n}" for k, (a, n) in sorted(per_kind.items())},
+    }
+
+
+def route_scores(route: str, rows: list[dict[str, Any]], settings: Any) -> list[float]:
+    """A score per pair (higher = supported) for one model-based route."""
+    if route == "cosine":
+        import numpy as np
+
+        from rag.embeddings import make_embeddings
+
+        emb = make_embeddings(settings)
+        a = np.asarray(emb.embed_documents([r["claim"] for r in rows]))
+        b = np.asarray(emb.embed_documents([r["passage"] for r in rows]))
+        return [float(x) for x in (a * b).sum(axis=1)]
+    if route == "support":
+        from rag.embeddings import embedding_path
+        from rag.support import SupportModel
+
+        model = SupportModel(embedding_path(settings), **_adapter())
+        return [s for r in rows for s in model.scores([(r["claim"], r["passage"])])]
+    if route == "llm":
+        return llm_scores(rows, settings)
+    raise SystemExit(f"unknown route {route}")
+
+
+JUDGE = (
+    "Passage: {passage}\n\nQuestion: {question}\nClaim: {claim}\n\n"
+    "Does the passage state exactly what the claim says, and does the claim answer the "
+    "question? Answer Yes or No."
+)
+
+
+def llm_scores(rows: list[dict[str, Any]], settings: Any) -> list[float]:
+    """P("Yes") of the packaged LLM as a judge, from its first token's log-probabilities."""
+    import math
+
+    from rag.llm import make_llm
+
+    client = make_llm(settings).client  # type: ignore[attr-defined]
+    out = []
+    for r in rows:
+        prompt = JUDGE.format(passage=r["passage"], question=r["question"], claim=r["claim"])
+        reply = client.create_chat_completion(
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=20,
+        )
+        top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        probs = {t["token"].strip().lower(): math.exp(t["logprob"]) for t in top}
+        yes, no = probs.get("yes", 0.0), probs.get("no", 0.0)
+        out.append(yes / (yes + no) if yes + no else 0.5)
+    return out
+
+
+ADAPTER: Path | None = None
+
+
+def _adapter() -> dict[str, Path]:
+    return {"adapter_dir": ADAPTER} if ADAPTER else {}
+
+
+def main() -> None:
+    """Print each route's figures on the chosen split."""
+    global ADAPTER
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", default="dev", choices=["dev", "test", "all"])
+    parser.add_argument("--routes", default="names,cosine,support")
+    parser.add_argument("--adapter", type=Path, default=None)
+    parser.add_argument("--threshold", type=float, default=None)
+    args = parser.parse_args()
+    ADAPTER = args.adapter
+    offline()
+    from rag.settings import Settings
+
+    settings = Settings()
+    rows = load(args.split)
+    print(f"machine: {machine()}; {len(rows)} pairs ({args.split})")
+    base = [names_ok(r) for r in rows]
+    for route in args.routes.split(","):
+        started = time.perf_counter()
+        if route == "names":
+            verdicts = base
+        else:
+            scores = route_scores(route, rows, settings)
+            default = {"cosine": settings.support_threshold, "support": 0.5, "llm": 0.5}[route]
+            floor = args.threshold if args.threshold is not None else default
+            verdicts = [b and s >= floor for b, s in zip(base, scores, strict=True)]
+        cost = (time.perf_counter() - started) / len(rows) * 1000
+        print(f"\n{route}: {cost:.1f} ms/pair", json.dumps(metrics(rows, verdicts), indent=1))
+
+
+if __name__ == "__main__":
+    main()
