@@ -155,7 +155,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra origins that may embed the widget and call the API.",
     )
-    api_token: SecretStr | None = Field(None, description="Bearer token required by /api/*.")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token required by /api/*, /v1/*, /mcp and Gradio's /ask."
+    )
     queue_limit: int = Field(16, ge=1, description="Requests waiting for the LLM before 503.")
     rate_limit_per_minute: int = Field(30, ge=1, description="Questions per client per minute.")
     trusted_proxies: list[str] = Field(

@@ -309,23 +309,15 @@ def ask_like_the_page(
     answer was coming."""
     import json
 
-    call = {"session_hash": session, "event_data": None, "trigger_id": None}
-    first = httpx.post(
-        f"{url}/gradio_api/run/predict",
-        json={**call, "fn_index": handler_index(url, "add_question"), "data": [question, None]},
-        headers=headers,
-        timeout=30,
+    steps = (
+        ("run/predict", "add_question", [question, None]),
+        ("queue/join", "respond", [None, None]),
     )
-    if first.status_code != 200:
-        return first.status_code, first.json().get("error", "")
-    join = httpx.post(
-        f"{url}/gradio_api/queue/join",
-        json={**call, "fn_index": handler_index(url, "respond"), "data": [None, None]},
-        headers=headers,
-        timeout=30,
-    )
-    if join.status_code != 200:
-        return join.status_code, join.json().get("error", "")
+    for path, handler, data in steps:
+        call = {"session_hash": session, "fn_index": handler_index(url, handler), "data": data}
+        r = httpx.post(f"{url}/gradio_api/{path}", json=call, headers=headers, timeout=30)
+        if r.status_code != 200:
+            return r.status_code, r.json().get("error", "")
     params = {"session_hash": session}
     with httpx.stream("GET", f"{url}/gradio_api/queue/data", params=params, timeout=timeout) as s:
         for line in s.iter_lines():
