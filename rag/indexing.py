@@ -76,6 +76,7 @@ class IngestOptions:
     chunk_overlap: int = 200
     max_bytes: int = 20 * 2**20
     batch_chunks: int = 256
+    links: str = "skip"  # symbolic links: "skip", or "inside" (see rag.loading.load_article)
 
 
 def ingest(
@@ -87,6 +88,7 @@ def ingest(
     max_bytes: int = 20 * 2**20,
     batch_chunks: int = 256,
     progress: bool = True,
+    links: str = "skip",
 ) -> IngestReport:
     """Add new and changed articles, drop deleted ones, skip unchanged ones by content hash;
     the saved keyword index is brought in step first (after a killed run) and kept in step."""
@@ -95,7 +97,7 @@ def ingest(
     if not files:
         raise _nothing_to_ingest(corpus_dir, unlisted)
     report = IngestReport()
-    options = IngestOptions(chunk_size, chunk_overlap, max_bytes, batch_chunks)
+    options = IngestOptions(chunk_size, chunk_overlap, max_bytes, batch_chunks, links)
     try:
         if index.keywords is not None and (note := sync_keywords(index, index.keywords)):
             report.notes.append(note)
@@ -128,7 +130,7 @@ def _ingest_files(
     for path in files:
         source = source_name(path, corpus_dir)
         present.add(source)
-        article = _read(path, corpus_dir, options.max_bytes, report)
+        article = _read(path, corpus_dir, options.max_bytes, report, options.links)
         if article is None:
             continue  # skipped: what the index holds for it is kept
         if article.sha256 in first_seen:
@@ -149,6 +151,7 @@ def _ingest_files(
             continue
         (report.updated if old else report.added).append(source)
         report.count_page(source, article.metadata)
+        report.notes += article.notes
         pending.append((article, chunks))
         if sum(len(chunks) for _, chunks in pending) >= options.batch_chunks:
             flush()
@@ -190,11 +193,13 @@ def _keep_unlisted(
     return present
 
 
-def _read(path: Path, corpus_dir: Path, max_bytes: int, report: IngestReport) -> Article | None:
+def _read(
+    path: Path, corpus_dir: Path, max_bytes: int, report: IngestReport, links: str
+) -> Article | None:
     """The article, or None with the reason in the report (a passing read error loses nothing)."""
     source = source_name(path, corpus_dir)
     try:
-        return load_article(path, corpus_dir, max_bytes)
+        return load_article(path, corpus_dir, max_bytes, links)
     except ArticleError as exc:
         report.skipped.append((printable(source), str(exc)))
     except Exception as exc:  # a parser failing on a hostile file must not stop the run

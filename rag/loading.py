@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import errno
 import hashlib
 import io
@@ -12,6 +11,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from rag.decoding import CONTROL, decode
 from rag.errors import ArticleError, CorpusError
 from rag.extract import parse_page
 from rag.schema import Article
@@ -19,15 +19,6 @@ from rag.schema import Article
 SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 _META_KEYS = ("date", "published", "outlet", "source", "url", "author")
 _META_MAX_CHARS = 500
-# C0/C1 control characters other than tab and newline: never part of an article's text.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^(?:---|\.\.\.)[ \t]*$\n?", re.S | re.M)
 _MD_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.I | re.S)
 
@@ -36,8 +27,9 @@ def scan_corpus(corpus_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """The article files under `corpus_dir` (sorted, hidden ones excluded), and the folders
     that could not be listed, as (folder relative to the corpus, reason) pairs.
 
-    Links to folders are not followed (no loops); links to files are listed, broken ones too,
-    so that `load_article` can say what is wrong with them.
+    Links are listed, not followed: links to files (broken ones too) and links to folders,
+    so that `load_article` can say why each is skipped (or, for a link to a file inside the
+    corpus, read it when links are allowed).
     """
     if not corpus_dir.exists():
         raise CorpusError(
@@ -62,6 +54,7 @@ def scan_corpus(corpus_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
             for name in names
             if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
         ]
+        files += [Path(root) / d for d in dirs if os.path.islink(Path(root) / d)]  # skipped
     for folder, reason in unlisted:
         if folder == ".":
             raise CorpusError(
@@ -86,21 +79,31 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def load_article(path: Path, corpus_dir: Path, max_bytes: int = 20 * 2**20) -> Article:
-    """Read one article; raise ArticleError with a reason the admin can act on."""
+def load_article(
+    path: Path, corpus_dir: Path, max_bytes: int = 20 * 2**20, links: str = "skip"
+) -> Article:
+    """Read one article; raise ArticleError with a reason the admin can act on.
+
+    Only files inside `corpus_dir` are read: a symbolic link is skipped with its reason
+    (with `links="inside"`, a link to a file that stays inside the corpus is read), and so is
+    anything whose opened file turns out to lie outside the corpus.
+    """
     source = source_name(path, corpus_dir)
     if printable(source) != source:
         raise ArticleError(
             f"{printable(source)}: the file name is not valid UTF-8. Rename the file "
             "(e.g. `convmv -f latin1 -t utf8`) and run `rag ingest` again."
         )
-    raw = _read(path, source, max_bytes)
+    root = corpus_dir.resolve()
+    _check_link(path, source, root, links)
+    raw = _read(path, source, max_bytes, root, follow=links == "inside")
     digest = hashlib.sha256(raw).hexdigest()
     suffix = path.suffix.lower()
+    notes: tuple[str, ...] = ()
     if suffix == ".pdf":
         title, text, meta = _parse_pdf(raw, source)
     else:
-        decoded = _decode(raw, source)
+        decoded, notes = decode(raw, source)
         if suffix in (".html", ".htm"):
             title, text, meta = parse_page(decoded, path)
         else:
@@ -111,15 +114,22 @@ def load_article(path: Path, corpus_dir: Path, max_bytes: int = 20 * 2**20) -> A
             f"{source}: holds no text{hint}. Add the article's text or remove the file."
         )
     return Article(
-        source=source, title=title or Path(source).stem, text=text, sha256=digest, metadata=meta
+        source=source,
+        title=title or Path(source).stem,
+        text=text,
+        sha256=digest,
+        metadata=meta,
+        notes=notes,
     )
 
 
-def load_corpus(corpus_dir: Path, max_bytes: int = 20 * 2**20) -> Iterator[Article | ArticleError]:
+def load_corpus(
+    corpus_dir: Path, max_bytes: int = 20 * 2**20, links: str = "skip"
+) -> Iterator[Article | ArticleError]:
     """Yield every readable article, or the error that explains why a file was skipped."""
     for path in iter_corpus_files(corpus_dir):
         try:
-            yield load_article(path, corpus_dir, max_bytes)
+            yield load_article(path, corpus_dir, max_bytes, links)
         except ArticleError as exc:
             yield exc
 
@@ -138,11 +148,65 @@ def _too_big(source: str, size: int, max_bytes: int) -> ArticleError:
     )
 
 
-def _read(path: Path, source: str, max_bytes: int) -> bytes:
-    """The file's bytes; non-blocking open, so a pipe named like an article cannot hang us."""
+def _inside(path: Path | str, root: Path) -> bool:
+    return Path(path) == root or Path(path).is_relative_to(root)
+
+
+def _check_link(path: Path, source: str, root: Path, links: str) -> None:
+    """ArticleError for a symbolic link that is not to be read: broken, a loop, to a folder,
+    leading outside the corpus, or any link unless `links` is "inside"."""
+    if not path.is_symlink():
+        return
+    target = printable(os.readlink(path))
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise ArticleError(
+            f"{source}: is a link to {target}, which does not exist. Fix or remove the link."
+        ) from None
+    except (RuntimeError, OSError):  # RuntimeError: a loop, before Python 3.13
+        raise ArticleError(f"{source}: is a symbolic link loop. Fix or remove the link.") from None
+    if real.is_dir():
+        raise ArticleError(
+            f"{source}: is a link to the folder {target}; links to folders are not followed. "
+            "Move the folder into the corpus instead."
+        )
+    if not _inside(real, root):
+        raise ArticleError(
+            f"{source}: is a link to {target}, outside the corpus folder; it is not read. "
+            "Copy the article into the corpus instead."
+        )
+    if links != "inside":
+        raise ArticleError(
+            f"{source}: is a symbolic link (to {target}); links are not followed. Copy the "
+            "file instead, or set RAG_CORPUS_LINKS=inside to read links that stay inside "
+            "the corpus."
+        )
+
+
+def _opened_path(fd: int, path: Path) -> str:
+    """Where the file open as `fd` really is (Linux: from /proc; else the resolved path)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _read(path: Path, source: str, max_bytes: int, root: Path, follow: bool = False) -> bytes:
+    """The file's bytes; non-blocking open, so a pipe named like an article cannot hang us.
+    Without `follow`, a link put in the file's place after the scan is refused (O_NOFOLLOW);
+    and whatever was opened must lie inside `root`, the resolved corpus folder."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
         try:
+            if not _inside(_opened_path(fd, path), root):
+                raise ArticleError(
+                    f"{source}: resolves to a file outside the corpus folder; it is not read. "
+                    "Copy the article into the corpus instead."
+                )
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise ArticleError(
@@ -172,6 +236,10 @@ def _read(path: Path, source: str, max_bytes: int) -> bytes:
             "`rag ingest` read access to it (chmod a+r)."
         ) from exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:  # made a link since the scan
+            raise ArticleError(
+                f"{source}: is a symbolic link; links are not followed. Copy the file instead."
+            ) from exc
         if exc.errno == errno.ELOOP:
             raise ArticleError(
                 f"{source}: is a symbolic link loop. Fix or remove the link."
@@ -182,68 +250,6 @@ def _read(path: Path, source: str, max_bytes: int) -> bytes:
     if len(raw) > max_bytes:  # it grew after the size check
         raise _too_big(source, len(raw), max_bytes)
     return raw
-
-
-def _not_text(source: str) -> ArticleError:
-    return ArticleError(
-        f"{source}: looks like a binary file, not text. Remove it from the corpus, "
-        "or convert it to .txt, .md, .html or .pdf."
-    )
-
-
-def _decode(raw: bytes, source: str) -> str:
-    """Bytes -> text: a BOM's encoding, else UTF-8, else a legacy 8-bit encoding."""
-    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), None)
-    encoding = encoding or _utf16_without_bom(raw)
-    if encoding:
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            raise _not_text(source) from exc
-    elif b"\x00" in raw[:8192]:
-        raise _not_text(source)
-    else:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = _decode_legacy(raw)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if len(_CONTROL.findall(text)) > max(2, len(text) // 100):
-        raise _not_text(source)
-    return _CONTROL.sub(" ", text)
-
-
-def _utf16_without_bom(raw: bytes) -> str | None:
-    """UTF-16 text saved without a BOM: mostly-ASCII text has a NUL in every other byte."""
-    sample = raw[:4096]
-    if len(sample) < 8:
-        return None
-    even, odd = sample[0::2], sample[1::2]
-    if odd.count(0) > 0.9 * len(odd) and even.count(0) == 0:
-        return "utf-16-le"
-    if even.count(0) > 0.9 * len(even) and odd.count(0) == 0:
-        return "utf-16-be"
-    return None
-
-
-def _decode_legacy(raw: bytes) -> str:
-    # Old Western news archives are cp1252 / latin-1 (which decodes any byte). When most
-    # letters come out non-ASCII the text is in another script (cp1251, Shift-JIS, GBK...):
-    # ask charset_normalizer, which guesses those well (but not the Western ones).
-    try:
-        text = raw.decode("cp1252")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    letters = [ch for ch in text if ch.isalpha()]
-    if letters and sum(ord(ch) > 127 for ch in letters) > 0.3 * len(letters):
-        try:
-            from charset_normalizer import from_bytes
-        except ImportError:  # pragma: no cover - installed with requests
-            return text
-        best = from_bytes(raw).best()
-        if best is not None:
-            return str(best)
-    return text
 
 
 def _first_line_title(text: str) -> str:
@@ -319,6 +325,6 @@ def _parse_pdf(raw: bytes, source: str) -> tuple[str, str, dict[str, str]]:
             f"{source}: is not a readable PDF ({type(exc).__name__}: {exc}). "
             "Re-export it or remove it."
         ) from exc
-    text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
     title = " ".join(str(info_title).split())[:300]
     return title or _first_line_title(text), text, {}

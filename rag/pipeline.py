@@ -100,6 +100,7 @@ def _ingest_into(settings: Settings, index: Index, progress: bool) -> IngestRepo
         chunk_overlap=settings.chunk_overlap,
         max_bytes=int(settings.max_file_mb * 2**20),
         progress=progress,
+        links=settings.corpus_links,
     )
 
 

@@ -17,6 +17,8 @@ class Article:
     text: str
     sha256: str
     metadata: dict[str, str] = field(default_factory=dict)  # date, outlet, url, ...
+    # What the admin should know about how it was read (e.g. bytes that were not UTF-8).
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

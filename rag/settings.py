@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     chunk_size: int = Field(1000, ge=200, description="Target chunk length in characters.")
     chunk_overlap: int = Field(200, ge=0, description="Characters of overlap between chunks.")
     max_file_mb: float = Field(20.0, gt=0, description="Larger files are skipped with a warning.")
+    corpus_links: Literal["skip", "inside"] = Field(
+        "skip",
+        description="Symbolic links in the corpus: skip (each with its reason), or follow links "
+        "to files that stay inside the corpus folder. Links that lead outside are always skipped.",
+    )
 
     # Embeddings
     embedding_model: str | None = Field(
@@ -141,11 +146,18 @@ class Settings(BaseSettings):
     # Server
     host: str = "127.0.0.1"
     port: int = 7860
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the server answers to besides the bind address, localhost, "
+        '127.0.0.1 and [::1], e.g. ["rag.intranet.example"]; other Host headers get 400.',
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="Extra origins that may embed the widget and call the API.",
     )
-    api_token: SecretStr | None = Field(None, description="Bearer token required by /api/*.")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token required by /api/*, /v1/*, /mcp and Gradio's /ask."
+    )
     queue_limit: int = Field(16, ge=1, description="Requests waiting for the LLM before 503.")
     rate_limit_per_minute: int = Field(30, ge=1, description="Questions per client per minute.")
     trusted_proxies: list[str] = Field(
@@ -155,6 +167,21 @@ class Settings(BaseSettings):
     )
     max_body_kb: int = Field(
         1024, ge=1, description="Largest request body in KiB (nginx's default); larger get 413."
+    )
+    request_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a whole request (headers and body); slower "
+        "connections are closed.",
+    )
+    max_connections: int = Field(
+        500, ge=2, description="Open connections at once; requests beyond it get 503."
+    )
+    max_connections_per_client: int = Field(
+        50,
+        ge=1,
+        description="Open connections from one address (trusted proxies excepted); more are "
+        "closed at once.",
     )
 
     def secret_values(self) -> list[str]:

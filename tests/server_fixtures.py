@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import shutil
 import socket
 import subprocess
@@ -214,3 +215,126 @@ def ask_and_wait(page, question: str, timeout_ms: int = 240_000) -> str:
     before = bot_count(page)
     ask_in_page(page, question)
     return wait_answered(page, before, timeout_ms)
+
+
+# ---- an OpenAI-compatible upstream that answers slowly, and the page's own protocol -------
+
+
+class SlowLlm:
+    """A stand-in OpenAI-compatible LLM server (a real HTTP server on 127.0.0.1) that answers
+    every chat completion, streamed, after `delay` seconds, one at a time; a question holding
+    "ECHO" fails with HTTP 500 and echoes the request's Authorization header, as a careless
+    upstream might. For tests of admission and limits, where what matters is how long the
+    model is busy, not what it says."""
+
+    REPLY = "A suicide bombing killed 40 Indian soldiers [1]."
+
+    def __init__(self, delay: float) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        lock, self.calls = threading.Lock(), 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if b"ECHO" in body:
+                    given = self.headers.get("authorization", "")
+                    self._send(500, json.dumps({"error": {"message": f"Failed for {given}"}}))
+                    return
+                with lock:  # one answer at a time, like a local model
+                    outer.calls += 1
+                    time.sleep(delay)
+                chunk = {"id": "x", "object": "chat.completion.chunk", "model": "m",
+                         "choices": [{"index": 0, "delta": {"content": outer.REPLY},
+                                      "finish_reason": None}]}  # fmt: skip
+                self._send(
+                    200, f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n", "text/event-stream"
+                )
+
+            def _send(self, status: int, text: str, ctype: str = "application/json") -> None:
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def settings(self) -> dict[str, str]:
+        """The RAG_* settings that send a server's LLM calls here."""
+        return {"llm_backend": "openai", "openai_base_url": self.url}
+
+    def close(self) -> None:
+        """Stop the server."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def page_ticket_of(url: str) -> str:
+    """The page's ticket, read from the page as any reader's browser gets it."""
+    import re
+
+    found = re.search(r'const ticket = "([0-9a-f]+)"', httpx.get(url + "/", timeout=30).text)
+    assert found, "no ticket script in the page"
+    return found.group(1)
+
+
+@functools.lru_cache(maxsize=64)
+def handler_index(url: str, api_name: str) -> int:
+    """The index of one of the page's event handlers, from Gradio's /config."""
+    deps = httpx.get(url + "/config", timeout=30).json()["dependencies"]
+    return next(d["id"] for d in deps if d.get("api_name") == api_name)
+
+
+def ask_like_the_page(
+    url: str,
+    question: str,
+    headers: dict[str, str],
+    session: str,
+    timeout: float = 120,
+    seen: list[str] | None = None,
+) -> tuple[int, str]:
+    """Ask as the chat page does, over Gradio's own protocol: `add_question` (direct), then
+    `respond` (through the queue). Returns (HTTP status of the first refused step or 200,
+    the last chat message or the refusal's error); `seen` collects the updates sent while the
+    answer was coming."""
+    import json
+
+    steps = (
+        ("run/predict", "add_question", [question, None]),
+        ("queue/join", "respond", [None, None]),
+    )
+    for path, handler, data in steps:
+        call = {"session_hash": session, "fn_index": handler_index(url, handler), "data": data}
+        r = httpx.post(f"{url}/gradio_api/{path}", json=call, headers=headers, timeout=30)
+        if r.status_code != 200:
+            return r.status_code, r.json().get("error", "")
+    params = {"session_hash": session}
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params=params, timeout=timeout) as s:
+        for line in s.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if seen is not None and message.get("msg") == "process_generating":
+                seen.append(line)  # an update (Gradio sends diffs of the chat), as JSON text
+            if message.get("msg") == "process_completed":
+                return 200, _last_chat_text(message.get("output") or {})
+    return 200, ""
+
+
+def _last_chat_text(output: dict) -> str:
+    """The text of the last chat message in an update of `respond`'s outputs."""
+    chat = (output.get("data") or [None])[0]
+    if isinstance(chat, list) and chat and isinstance(chat[-1], dict):
+        content = chat[-1].get("content")
+        if isinstance(content, list):
+            return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        return str(content)
+    return str(output.get("error") or "")

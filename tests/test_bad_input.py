@@ -212,11 +212,17 @@ def test_names_with_spaces_unicode_and_a_folder_loop(tmp_path, embeddings):
     (corpus / "world news" / "target.txt").write_text(GOOD_TEXT)
     report = ingest(corpus, index, progress=False)
     name = "world news/日本/Fußball – Tokyo ü (1).md"
-    assert sorted(report.added) == ["link to good.txt", name]
-    assert [s for s, _ in report.skipped] == ["world news/target.txt"]  # same text as the link
+    assert sorted(report.added) == ["world news/target.txt", name]
+    skipped = dict(report.skipped)  # links are not followed by default, each said so
+    assert sorted(skipped) == ["link to good.txt", "world news/up"]
+    assert "links are not followed" in skipped["link to good.txt"]
+    assert "links to folders are not followed" in skipped["world news/up"]
     assert index.article(name) == ("Tokyo wins", "# Tokyo wins\n\nTokyo won 2-1 on Sunday.\n")
     again = ingest(corpus, index, progress=False)
     assert (again.unchanged, again.added, again.removed) == (2, [], [])
+    inside = ingest(corpus, index, progress=False, links="inside")  # links that stay inside
+    assert inside.added == ["link to good.txt"]  # read now; its target is the same text
+    assert "same text as link to good.txt" in dict(inside.skipped)["world news/target.txt"]
     check_consistent(index)
 
 

@@ -1,4 +1,4 @@
-"""ui.guards: origin rules, the API token and the rate limit (plain functions; the guards in a
+"""ui.guards: host and origin rules, the API token and the rate limit (plain functions; the guards in a
 real server are tested in test_server.py, test_api_hardening.py and test_security.py)."""
 
 from __future__ import annotations
@@ -10,19 +10,24 @@ import pytest
 
 from rag.errors import RateLimitError, SettingsError
 from rag.settings import Settings
-from ui.guards import RateLimiter, bearer_ok, frame_ancestors, origin_patterns, origin_regex
+from ui.guards import (
+    RateLimiter,
+    allowed_hosts,
+    bearer_ok,
+    frame_ancestors,
+    origin_patterns,
+    origin_regex,
+)
 
 EXTRA_ORIGINS = ["https://intranet.example.com", "https://*.corp.example"]
 
 
+LOCAL = [f"{s}://{h}:*" for h in ("127.0.0.1", "localhost", "[::1]") for s in ("http", "https")]
+
+
 def test_origin_patterns_defaults_and_wildcards():
     patterns = origin_patterns(Settings(allowed_origins=[*EXTRA_ORIGINS, "http://wiki:8080/"]))
-    assert patterns == [
-        "http://localhost:*",
-        "http://127.0.0.1:*",
-        *EXTRA_ORIGINS,
-        "http://wiki:8080",
-    ]
+    assert patterns == [*LOCAL, *EXTRA_ORIGINS, "http://wiki:8080"]
     allowed = re.compile("|".join(f"(?:{origin_regex(p)})" for p in patterns))
     for ok in (
         "http://localhost:5173",
@@ -34,7 +39,7 @@ def test_origin_patterns_defaults_and_wildcards():
         assert allowed.fullmatch(ok), ok
     for bad in (
         "http://127.0.0.2:80",
-        "https://localhost:5173",
+        "http://localhost.evil.example:5173",
         "https://intranet.example.com.evil",
         "https://corp.example",
         "http://wiki:8081",
@@ -42,7 +47,23 @@ def test_origin_patterns_defaults_and_wildcards():
         "http://evil.com/?x=localhost",
     ):
         assert not allowed.fullmatch(bad), bad
-    assert frame_ancestors(patterns).startswith("frame-ancestors 'self' http://localhost:* ")
+    assert frame_ancestors(patterns).startswith("frame-ancestors 'self' http://127.0.0.1:* ")
+
+
+def test_allowed_hosts_are_the_bind_address_local_names_and_the_setting():
+    assert allowed_hosts(Settings()) == ["127.0.0.1", "localhost", "[::1]"]
+    wide = Settings(host="0.0.0.0", allowed_hosts=["RAG.Intranet.example", "*.corp.example"])
+    assert allowed_hosts(wide) == ["localhost", "127.0.0.1", "[::1]", "rag.intranet.example",
+                                   "*.corp.example"]  # fmt: skip
+    assert allowed_hosts(Settings(host="::1"))[0] == "[::1]"
+    # The origin rules follow the hosts, never the request's own Host header.
+    origins = re.compile("|".join(f"(?:{origin_regex(p)})" for p in origin_patterns(wide)))
+    assert origins.fullmatch("https://rag.intranet.example")
+    assert origins.fullmatch("http://a.corp.example:7860")
+    assert not origins.fullmatch("http://evil.example:7860")
+    for bad in ("http://rag.example", "rag.example:80", "a b"):
+        with pytest.raises(SettingsError, match="RAG_ALLOWED_HOSTS"):
+            allowed_hosts(Settings(allowed_hosts=[bad]))
 
 
 @pytest.mark.parametrize("bad", ["intranet.example.com", "https://x.com; script-src *", "ftp://x"])

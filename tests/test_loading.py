@@ -140,3 +140,81 @@ def test_hidden_and_unsupported_files_are_ignored(tmp_path):
     (tmp_path / "sub" / "story.txt").write_text("Story\nText.")
     assert [p.name for p in iter_corpus_files(tmp_path)] == ["story.txt"]
     assert next(load_corpus(tmp_path)).source == "sub/story.txt"
+
+
+# ---- one stray byte, and links: the corpus folder is the boundary --------------------------
+
+
+def test_a_stray_byte_in_a_utf8_file_is_replaced_not_the_whole_file_reread(tmp_path):
+    text = "Transfer fees\n\nThe club paid £15m for José Núñez, the “best” signing.\n"
+    raw = text.encode("utf-8").replace(b"the \xe2\x80\x9c", b"the \x92\xe2\x80\x9c", 1)
+    (tmp_path / "stray.txt").write_bytes(raw)
+    article = load_article(tmp_path / "stray.txt", tmp_path)
+    assert "£15m" in article.text and "José Núñez" in article.text and "“best”" in article.text
+    assert article.text == text.replace("the “", "the \ufffd“")  # only the bad byte replaced
+    assert article.notes == (
+        "stray.txt: 1 invalid UTF-8 byte sequence replaced by \ufffd; the rest is read as "
+        "UTF-8. Re-save the file as UTF-8 to fix it.",
+    )
+    # A file that is not UTF-8 at all is still read as the legacy encoding it is in.
+    (tmp_path / "legacy.txt").write_bytes(text.encode("cp1252", errors="replace"))
+    legacy = load_article(tmp_path / "legacy.txt", tmp_path)
+    assert "£15m" in legacy.text and "José" in legacy.text and legacy.notes == ()
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """A corpus with a good article, and links: to a file outside it, to /etc/passwd, to a
+    folder outside, to an article inside it."""
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside"
+    corpus.mkdir()
+    outside.mkdir()
+    (outside / "secret.env").write_text("Secret\n\nRAG_API_TOKEN=hunter2-secret\n")
+    (corpus / "good.txt").write_text("Good news\n\nThe bridge reopened on Monday.\n")
+    (corpus / "secret.txt").symlink_to("../outside/secret.env")
+    (corpus / "passwd.txt").symlink_to("/etc/passwd")
+    (corpus / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (corpus / "inside.txt").symlink_to("good.txt")
+    return corpus
+
+
+def _outcomes(corpus, links: str) -> dict[str, str]:
+    out = {}
+    for item in load_corpus(corpus, links=links):
+        name = item.source if not isinstance(item, ArticleError) else str(item).split(":")[0]
+        out[name] = "read" if not isinstance(item, ArticleError) else str(item)
+    return out
+
+
+@pytest.mark.parametrize("links", ["skip", "inside"])
+def test_links_out_of_the_corpus_are_never_read(linked, links):
+    got = _outcomes(linked, links)
+    assert set(got) == {"good.txt", "secret.txt", "passwd.txt", "elsewhere", "inside.txt"}
+    assert got["good.txt"] == "read"
+    assert (
+        "is a link to ../outside/secret.env, outside the corpus folder; it is not read"
+        in (got["secret.txt"])
+    )
+    assert "is a link to /etc/passwd, outside the corpus folder" in got["passwd.txt"]
+    assert "links to folders are not followed" in got["elsewhere"]
+    if links == "skip":
+        assert (
+            "links are not followed" in got["inside.txt"]
+            and "RAG_CORPUS_LINKS" in (got["inside.txt"])
+        )
+    else:  # the setting allows links that stay inside
+        assert got["inside.txt"] == "read"
+
+
+def test_a_file_swapped_for_a_link_after_the_scan_is_not_followed(linked, tmp_path):
+    files = iter_corpus_files(linked)
+    good = linked / "good.txt"
+    assert good in files
+    good.unlink()
+    good.symlink_to(tmp_path / "outside" / "secret.env")  # between the scan and the read
+    for links in ("skip", "inside"):
+        with pytest.raises(ArticleError, match="outside the corpus"):
+            load_article(good, linked, links=links)
+    # What was opened is checked, not the name: a link in the path is caught too.
+    with pytest.raises(ArticleError, match="outside the corpus"):
+        load_article(linked / "elsewhere" / "secret.env", linked, links="inside")

@@ -21,6 +21,7 @@ from rag.schema import Answer, Citation, Token
 from rag.settings import Settings
 from tests.conftest import OFF_RAMP, article_text, fake_chat
 from ui.chat import ChatHandlers, messages
+from ui.gate import Admission
 from ui.loader import Loader
 from ui.render import (
     answer_markdown,
@@ -44,6 +45,11 @@ def fake_llm(n: int = 20):
 
 def service_for(settings: Settings, **loader_args) -> ChatService:
     return ChatService(settings, Loader(settings, **loader_args))
+
+
+def admit(service: ChatService, question: object, history: object = None) -> Admission:
+    """A question through the gate, as the REST API admits it (no token set)."""
+    return service.admit("api", client="test", question=question, history=history)
 
 
 def _answer(text: str = "Forty died [1]. Pakistan replied [2].") -> Answer:
@@ -129,9 +135,9 @@ def test_before_loading_questions_get_model_loading():
     service = ChatService(Settings())  # never started: stays "loading"
     assert service.status() == {"status": "loading", "message": "Model loading…"}
     with pytest.raises(QuestionError):  # bad questions are refused before waiting for the model
-        service.query("   ")
+        admit(service, "   ")
     with pytest.raises(ModelLoadingError, match="still loading"):
-        service.ask(service.query(QUESTION))
+        service.ask(admit(service, QUESTION))
     with pytest.raises(ModelLoadingError):
         service.article(OFF_RAMP)
     assert not service.loader.wait_ready(0.3)
@@ -139,9 +145,9 @@ def test_before_loading_questions_get_model_loading():
 
 def test_ask_and_stream_give_the_verified_cited_answer(ready_service):
     assert ready_service.status()["status"] == "ready"
-    answer = ready_service.ask(ready_service.query(QUESTION))
+    answer = ready_service.ask(admit(ready_service, QUESTION))
     assert not answer.refused and "40" in answer.answer and answer.citations
-    parts = list(ready_service.stream(ready_service.query(QUESTION, [("Hi?", "Hello.")])))
+    parts = list(ready_service.stream(admit(ready_service, QUESTION, [("Hi?", "Hello.")])))
     tokens, final = parts[:-1], parts[-1]
     assert len(tokens) > 3 and all(isinstance(t, Token) for t in tokens)
     assert isinstance(final, Answer) and final.citations
@@ -159,11 +165,11 @@ def test_ask_and_stream_give_the_verified_cited_answer(ready_service):
 
 
 def test_an_abandoned_stream_does_not_keep_the_llm(ready_service):
-    stream = ready_service.stream(ready_service.query(QUESTION))
+    stream = ready_service.stream(admit(ready_service, QUESTION))
     assert isinstance(next(stream), Token)
     del stream  # the reader went away after one token
     result = {}
-    query = ready_service.query(QUESTION)
+    query = admit(ready_service, QUESTION)
     worker = threading.Thread(target=lambda: result.update(a=ready_service.ask(query)))
     worker.start()
     worker.join(60)
@@ -180,13 +186,13 @@ def test_missing_index_is_reported_then_picked_up_after_ingest(tmp_path, embeddi
     assert not service.loader.wait_ready(60)
     assert service.state == "error" and "rag ingest" in service.status()["message"]
     with pytest.raises(IndexMissingError, match="rag ingest"):
-        service.ask(service.query(QUESTION))
+        service.ask(admit(service, QUESTION))
     run_ingest(settings, progress=False)
     deadline = time.monotonic() + 60
     while service.state != "ready" and time.monotonic() < deadline:  # retries on its own
         time.sleep(0.2)
     assert service.state == "ready", service.loader.error
-    assert service.ask(service.query(QUESTION)).citations
+    assert service.ask(admit(service, QUESTION)).citations
 
 
 class _WarmFails(type(fake_chat())):
@@ -213,7 +219,7 @@ def test_a_failed_warm_up_is_logged_and_the_service_answers(
         service.loader.thread.join(30)  # the warm-up runs after "ready", in the loading thread
     assert "Question:" in llm.asked[-1][-1].content  # the answer prompt, question left blank
     assert "Could not warm the prompt cache (llama_decode returned -3)" in caplog.text
-    assert service.ask(service.query(QUESTION)).citations
+    assert service.ask(admit(service, QUESTION)).citations
 
 
 class _SlowQA:
@@ -232,12 +238,12 @@ def test_queue_limit_refuses_extra_questions_until_one_finishes():
     slow = _SlowQA()
     settings = Settings(queue_limit=1)
     service = service_for(settings, qa=slow)
-    first = service.stream(service.query("one?"))
+    first = service.stream(admit(service, "one?"))
     with pytest.raises(BusyError, match="already waiting"):
-        service.stream(service.query("two?"))
+        service.stream(admit(service, "two?"))
     slow.go.set()
     assert [p.text if isinstance(p, Token) else p.answer for p in first] == ["tok", "done"]
-    assert list(service.stream(service.query("three?")))[-1].answer == "done"
+    assert list(service.stream(admit(service, "three?")))[-1].answer == "done"
 
 
 # ---- the UI module without a browser ------------------------------------------------------
@@ -264,6 +270,10 @@ def test_ui_has_the_page_the_widget_and_an_ask_endpoint():
     names = {d.get("api_name") for d in config["dependencies"]}
     assert "ask" in names
     llm_events = [fn for fn in blocks.fns.values() if fn.concurrency_id == "llm"]
-    # the chat on both pages (Enter, button, example) and the API endpoint share one LLM slot
-    assert len(llm_events) == 7 and all(fn.concurrency_limit == 1 for fn in llm_events)
+    # The chat on both pages (Enter, button, example) and the API endpoint share one group
+    # that Gradio leaves unbounded: the gate bounds the questions, and refuses at once.
+    assert len(llm_events) == 7 and all(fn.concurrency_limit is None for fn in llm_events)
     assert all(fn.queue for fn in llm_events)
+    # Only /ask is an API; every page handler is private (not callable by gradio_client).
+    public = [fn.api_name for fn in blocks.fns.values() if fn.api_visibility != "private"]
+    assert public == ["ask"]

@@ -24,9 +24,10 @@ from rag.errors import (
     RagError,
     RateLimitError,
 )
-from rag.questions import HISTORY_HELP, Query
+from rag.questions import HISTORY_HELP
 from rag.schema import Answer, Retry, Sentence, Token
-from ui.guards import BEARER_HELP, bearer_ok
+from ui.gate import Admission
+from ui.guards import request_id
 from ui.service import ChatService
 
 EXAMPLE = '{"question": "...", "history": [["question", "answer"]]}'
@@ -120,18 +121,22 @@ def client_of(request: Request) -> str:
 
 
 def api_router(service: ChatService) -> APIRouter:
-    """The /api routes, all behind the bearer token when one is set."""
+    """The /api routes, all behind the bearer token when one is set; questions pass the gate."""
 
     def require_token(request: Request) -> None:
-        if not bearer_ok(request.headers.get("authorization"), service.api_token):
-            raise AuthError(BEARER_HELP)
+        service.gate.allow("api", authorization=request.headers.get("authorization"))
 
     api = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["api"])
 
-    def admit(body: AskRequest, request: Request) -> Query:
-        query = service.query(body.question, body.raw_history())
-        service.check_rate(client_of(request))
-        return query
+    def admit(body: AskRequest, request: Request) -> Admission:
+        return service.admit(
+            "api",
+            client=client_of(request),
+            question=body.question,
+            history=body.raw_history(),
+            authorization=request.headers.get("authorization"),
+            request_id=request_id(request.scope),
+        )
 
     @api.get("/status")
     def status() -> dict[str, str]:

@@ -8,14 +8,19 @@ callback can be tested without a browser. Conversation state is per browser sess
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import functools
+import inspect
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import gradio as gr
 
 from rag.errors import ModelLoadingError, RagError
 from rag.schema import Answer, Retry, Sentence, Token
-from ui.guards import BEARER_HELP, bearer_ok
+from ui.gate import PAGE_HEADER
+from ui.guards import request_id
 from ui.render import (
     answer_markdown,
     empty_html,
@@ -26,12 +31,50 @@ from ui.render import (
     sources_html,
     status_markdown,
 )
-from ui.service import ChatService
+from ui.service import ChatService, Waiting, failure_message
 from ui.session import last_answer, restore_page, snapshot
 
+log = logging.getLogger(__name__)
 LOAD_WAIT = 300.0  # seconds a question waits for the model to finish loading
 VIEWER_EMPTY = "The cited article opens here."
 Turns = list[dict[str, Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def masked(fn: F) -> F:
+    """A callback whose unexpected errors reach the page as a request id to quote, never as
+    exception text (the traceback goes to the log, under that id)."""
+
+    def failure(args: tuple, kwargs: dict) -> gr.Error:
+        found = [a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)]
+        scope = getattr(getattr(found[0], "request", None), "scope", None) if found else None
+        rid = request_id(scope) if scope else secrets.token_hex(6)
+        log.exception("The page's %s failed (request id %s)", fn.__name__, rid)
+        return gr.Error(failure_message(rid), print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception:
+                raise failure(args, kwargs) from None
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception:
+            raise failure(args, kwargs) from None
+
+    return call  # type: ignore[return-value]
 
 
 def messages(turns: Turns, pending: str | None = None, partial: str | None = None) -> list[dict]:
@@ -71,6 +114,20 @@ def client_of(request: gr.Request | None) -> str:
     return getattr(client, "host", None) or "unknown"
 
 
+def header(request: gr.Request | None, name: str) -> str | None:
+    """One header of the request that called a callback (for queued ones: the join's)."""
+    headers = getattr(request, "headers", None) or {}
+    return headers.get(name)
+
+
+def waiting_note(waiting: Waiting) -> str:
+    """What the chat shows while a question waits for the model."""
+    n = waiting.ahead
+    if not n:
+        return "*Reading the articles…*"
+    return f"*Waiting for the model: {n} question{'s' * (n != 1)} ahead of yours…*"
+
+
 def hidden() -> Any:
     """An update that hides the notice line."""
     return gr.Markdown(visible=False)
@@ -91,6 +148,7 @@ class ChatHandlers:
         """The status line's Markdown."""
         return status_markdown(self.service.status())
 
+    @masked
     def add_question(self, question: str, turns: Turns) -> tuple[Any, ...]:
         """Show the question at once, lock the input, and hand it to `respond`."""
         question = (question or "").strip()
@@ -100,12 +158,14 @@ class ChatHandlers:
         kept = snapshot(turns, question)
         return "", messages(turns, question, None), question, kept, hidden(), *locks(False)
 
+    @masked
     def add_example(self, turns: Turns, evt: gr.SelectData) -> tuple[Any, ...]:
         """`add_question` for a clicked example."""
         value = evt.value
         question = value.get("text", "") if isinstance(value, dict) else str(value or "")
         return self.add_question(question, turns)
 
+    @masked
     def respond(self, question: str, turns: Turns, request: gr.Request) -> Iterator[tuple]:
         """Stream the answer into the chat; the sources panel and the snapshot follow at the end."""
         skip = gr.skip()
@@ -114,14 +174,23 @@ class ChatHandlers:
             return
         history = [(t["question"], t["answer"]["answer"]) for t in turns if t.get("answer")]
         try:
-            query = self.service.query(question, history)
-            self.service.check_rate(client_of(request))
+            admission = self.service.admit(
+                "page",
+                client=client_of(request),
+                question=question,
+                history=history,
+                ticket=header(request, PAGE_HEADER),
+                waits_for_model=True,
+            )
             if self.service.state == "loading":
                 note = "*Model loading… your question is answered as soon as it is ready.*"
                 yield messages(turns, question, note), turns, skip, self.status_line(), skip
             shown: list[Sentence] = []
             drafting = False
-            for event in self.service.stream(query, wait=LOAD_WAIT, admitted=True):
+            for event in self.service.stream_with_places(admission, wait=LOAD_WAIT):
+                if isinstance(event, Waiting):
+                    yield messages(turns, question, waiting_note(event)), turns, skip, skip, skip
+                    continue
                 if isinstance(event, Answer):
                     done = [*turns, {"question": question, "answer": event.to_json_dict()}]
                     panel = sources_html(event, len(turns))
@@ -143,9 +212,11 @@ class ChatHandlers:
             failed = [*turns, {"question": question, "answer": None, "error": error}]
             yield messages(failed), failed, skip, self.status_line(), snapshot(failed)
 
+    @masked
     def open_citation(self, turns: Turns, evt: gr.EventData) -> str:
         """The cited article, its passage highlighted, for a click on [n] or a source."""
-        ref = parse_ref(getattr(evt, "_data", {}).get("ref", ""))
+        data = getattr(evt, "_data", None)
+        ref = parse_ref(data.get("ref", "")) if isinstance(data, dict) else None
         if ref is None or ref[0] >= len(turns) or not turns[ref[0]].get("answer"):
             return empty_html("That citation belongs to an earlier chat.")
         cite = find_citation(Answer(**turns[ref[0]]["answer"]), ref[1])
@@ -159,11 +230,13 @@ class ChatHandlers:
             return empty_html(f"The article {cite.source} is not in the index any more.")
         return render_article(cite.source, *found, cite.start, cite.end, cite.n, cite)
 
+    @masked
     def new_chat(self) -> tuple[Any, ...]:
         """Empty the chat, the sources and the viewer."""
         viewer = empty_html(VIEWER_EMPTY)
         return [], [], "", sources_html(None), viewer, snapshot([]), hidden(), *locks(True)
 
+    @masked
     def restore(self, payload: str) -> tuple[Any, ...]:
         """The conversation the tab saved, with a notice if an answer was cut off."""
         turns, message = restore_page(payload)
@@ -172,10 +245,12 @@ class ChatHandlers:
         last = sources_html(*found) if found else gr.skip()
         return messages(turns), turns, snapshot(turns), shown, last
 
+    @masked
     def poll_status(self) -> tuple[str, Any]:
         """The status line, and the timer stopped once ready."""
         return self.status_line(), gr.Timer(active=self.service.state != "ready")
 
+    @masked
     def api_ask(
         self,
         question: str,
@@ -186,12 +261,14 @@ class ChatHandlers:
 
         Like /api/*, it needs `Authorization: Bearer <token>` when RAG_API_TOKEN is set
         (gradio_client: `Client(url, headers={"Authorization": "Bearer ..."})`)."""
-        headers = getattr(request, "headers", None) or {}
-        if not bearer_ok(headers.get("authorization"), self.service.api_token):
-            raise gr.Error(BEARER_HELP, print_exception=False)
         try:
-            query = self.service.query(question, history)
-            self.service.check_rate(client_of(request))
-            return self.service.ask(query, admitted=True).to_json_dict()
+            admission = self.service.admit(
+                "api",
+                client=client_of(request),
+                question=question,
+                history=history,
+                authorization=header(request, "authorization"),
+            )
+            return self.service.ask(admission).to_json_dict()
         except RagError as exc:
             raise gr.Error(self.service.describe(exc), print_exception=False) from None

@@ -1,35 +1,143 @@
-"""Guards of the web server: who may embed the pages and write to it from a browser
-(`OriginGuard`, with the origin rules), how big a request body may be (`BodyLimit`), the API
-token (`bearer_ok`) and the per-client rate limit (`RateLimiter`).
+"""Guards of the web server: which Host names it answers to (`HostGuard`), who may embed the
+pages and write to it from a browser (`OriginGuard`, with the origin rules), how big a request
+body may be (`BodyLimit`), an id for every request (`RequestId`), the API token (`bearer_ok`)
+and the per-client rate limit (`RateLimiter`).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
+import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
 
 from rag.errors import RateLimitError, SettingsError
 from rag.settings import Settings
 
-DEFAULT_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*")
+log = logging.getLogger(__name__)
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+WILDCARD_BINDS = ("0.0.0.0", "::", "[::]", "")
 _ORIGIN = re.compile(
     r"(?P<scheme>https?)://(?P<host>(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:.]+\])"
     r"(?::(?P<port>\d{1,5}|\*))?"
 )
+_HOST = re.compile(r"(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:.]+\]|\*")
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _DRAIN_BYTES = 16 * 2**20  # an oversized body is read (and dropped) up to this, then cut off
+
+
+async def send_json_error(send, status: int, error: str, headers: dict[str, str] | None = None):
+    """Send a small JSON error response `{"error": error}` through ASGI `send`."""
+    out = [(b"content-type", b"application/json"), (b"x-content-type-options", b"nosniff")]
+    out += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": json.dumps({"error": error}).encode()})
+
+
+# ---- hosts --------------------------------------------------------------------------------
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host names the server answers to: its bind address (unless it is a wildcard such as
+    0.0.0.0), localhost, 127.0.0.1, [::1] and `allowed_hosts` ("*": any; SettingsError if
+    malformed)."""
+    bind = settings.host.strip()
+    bind = f"[{bind}]" if ":" in bind and not bind.startswith("[") else bind
+    hosts = [] if bind in WILDCARD_BINDS else [bind.lower()]
+    for raw in [*LOCAL_HOSTS, *settings.allowed_hosts]:
+        host = raw.strip().lower()
+        if not _HOST.fullmatch(host):
+            raise SettingsError(
+                f"RAG_ALLOWED_HOSTS has {raw!r}, which is not a host name. Use names like "
+                '"rag.intranet.example", "*.intranet.example" or "10.0.0.5", without scheme '
+                "or port."
+            )
+        if host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+class HostGuard:
+    """ASGI middleware, outermost: Starlette's `TrustedHostMiddleware` (400 for a Host header
+    not in `hosts`, which is what a DNS-rebinding page sends), the refusal as JSON that names
+    the setting to change."""
+
+    def __init__(self, app, hosts: list[str]) -> None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        self.app = app
+        self.check = TrustedHostMiddleware(self._passed, allowed_hosts=hosts, www_redirect=False)
+
+    async def _passed(self, scope, receive, send) -> None:
+        scope["rag.host_ok"] = True
+        await self.app(scope, receive, send)
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def refuse_or_pass(message) -> None:
+            if scope.get("rag.host_ok"):
+                await send(message)
+            elif message["type"] == "http.response.start":
+                host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+                log.warning("Refused a request for Host %r (not in RAG_ALLOWED_HOSTS)", host[:200])
+                await send_json_error(
+                    send,
+                    400,
+                    "This server does not answer to that host name. If the name is yours, add "
+                    "it to RAG_ALLOWED_HOSTS.",
+                )
+
+        await self.check(scope, receive, refuse_or_pass)
+
+
+class RequestId:
+    """ASGI middleware: an id for every request, in `scope["state"]["request_id"]` and the
+    `X-Request-ID` response header, so that an error a user reports can be found in the log."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = secrets.token_hex(6)
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def request_id(scope: Mapping[str, Any] | None) -> str:
+    """The id `RequestId` gave this request (a new one outside a request)."""
+    state = (scope or {}).get("state") or {}
+    return str(state.get("request_id") or secrets.token_hex(6))
 
 
 # ---- origins ------------------------------------------------------------------------------
 
 
 def origin_patterns(settings: Settings) -> list[str]:
-    """The default local origins plus `allowed_origins`, validated (SettingsError if malformed)."""
-    patterns = list(DEFAULT_ORIGINS)
+    """The origins of the allowed hosts (any port, http or https) plus `allowed_origins`,
+    validated (SettingsError if malformed). Never the request's own Host: that is what a
+    DNS-rebinding page controls."""
+    patterns = [
+        f"{scheme}://{host}:*"
+        for host in allowed_hosts(settings)
+        if host != "*"
+        for scheme in ("http", "https")
+    ]
     for raw in settings.allowed_origins:
         origin = raw.strip().rstrip("/")
         if origin != "*" and not _ORIGIN.fullmatch(origin):
@@ -62,7 +170,8 @@ def frame_ancestors(patterns: list[str]) -> str:
     """The CSP header value that lets only these origins (and this one) frame the pages."""
     if "*" in patterns:
         return "frame-ancestors *"
-    return "frame-ancestors 'self' " + " ".join(patterns)
+    sources = [p for p in patterns if "[" not in p]  # CSP has no syntax for IPv6 literals
+    return "frame-ancestors 'self' " + " ".join(sources)
 
 
 class OriginGuard:
@@ -72,12 +181,10 @@ class OriginGuard:
         self.app = app
         self.allowed = re.compile("|".join(f"(?:{origin_regex(p)})" for p in patterns))
         self.csp = frame_ancestors(patterns).encode()
+        self.frame_options = b"" if "*" in patterns else b"SAMEORIGIN"
 
-    def origin_ok(self, origin: str, scope: dict) -> bool:
-        """True for this server's own origin and the allowed ones."""
-        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
-        if host and origin == f"{scope.get('scheme', 'http')}://{host}":
-            return True
+    def origin_ok(self, origin: str) -> bool:
+        """True for the allowed origins (the allowed hosts' and `allowed_origins`)."""
         return bool(self.allowed.fullmatch(origin))
 
     async def __call__(self, scope, receive, send) -> None:
@@ -86,16 +193,8 @@ class OriginGuard:
             return
         headers = dict(scope.get("headers") or [])
         origin = headers.get(b"origin", b"").decode("latin-1")
-        if origin and scope["method"] not in _SAFE_METHODS and not self.origin_ok(origin, scope):
-            body = json.dumps({"error": f"Requests from {origin} are not allowed."}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 403,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+        if origin and scope["method"] not in _SAFE_METHODS and not self.origin_ok(origin):
+            await send_json_error(send, 403, f"Requests from {origin[:200]} are not allowed.")
             return
 
         async def send_with_headers(message) -> None:
@@ -104,6 +203,8 @@ class OriginGuard:
                 ctype = dict(out).get(b"content-type", b"")
                 if ctype.startswith(b"text/html"):
                     out.append((b"content-security-policy", self.csp))
+                    if self.frame_options:  # for browsers without CSP; others ignore it
+                        out.append((b"x-frame-options", self.frame_options))
                 if message["status"] == 503 and b"retry-after" not in dict(out):
                     out.append((b"retry-after", b"10"))  # e.g. Gradio's "Queue is full"
                 out.append((b"x-content-type-options", b"nosniff"))
@@ -149,10 +250,7 @@ class BodyLimit:
                 f"The request body is over the limit of {self.max_kb:,} KiB (RAG_MAX_BODY_KB). "
                 "Send a shorter question or less history."
             )
-            body = json.dumps({"error": error}).encode()
-            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-            await send({"type": "http.response.start", "status": 413, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_json_error(send, 413, error, {"Connection": "close"})
             return
         whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         replayed = False

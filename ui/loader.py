@@ -78,9 +78,11 @@ class Loader:
             except RagError as exc:
                 self._set(FAILED, exc)
                 return
-            except Exception as exc:  # a library failure: keep the server up, show the reason
+            except Exception:  # a library failure: keep the server up; the log has the reason
                 log.exception("Loading the model failed")
-                self._set(FAILED, ModelError(f"Loading the model failed: {exc}"))
+                error = "Loading the model failed; the server log has the details. Fix the "
+                error += "cause and restart `rag serve`."
+                self._set(FAILED, ModelError(error))
                 return
             with self._lock:
                 self._qa = qa

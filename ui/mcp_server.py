@@ -4,14 +4,13 @@ its citations).
 
 Two transports, one gate: `rag mcp` speaks MCP over stdio (an agent client starts it), and
 `rag serve` answers streamable HTTP at /mcp (stateless: any app instance can take any
-request). Both call `ChatService` as /api does (question check, rate per client, the one
-admission queue); over HTTP the bearer token, the origin guard and the body limit of the app
-apply as well.
+request). Both pass the gate as /api does (`ChatService.admit`: the bearer token over HTTP,
+question check, rate per client, the one admission queue; `search_articles`: `Gate.check`);
+over HTTP the Host allowlist, the origin guard and the body limit of the app apply as well.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
@@ -23,10 +22,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from rag.chain import last_answer
-from rag.errors import RagError
+from rag.errors import AuthError, RagError
 from rag.langchain import evidence_document
 from rag.settings import Settings
-from ui.guards import BEARER_HELP, bearer_ok
+from ui.gate import Gate, Way
+from ui.guards import send_json_error
 from ui.service import ChatService
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,22 @@ INSTRUCTIONS = (
 STDIO_WAIT = 300.0  # seconds a tool call waits for the models when the process just started
 
 
-def _client(ctx: Context) -> str:
-    """Who is asking, for the rate limit: the HTTP client's address, or "stdio"."""
+def _caller(ctx: Context) -> dict[str, Any]:
+    """Who is asking, for the gate: the HTTP client's address and Authorization header, or
+    "stdio"."""
     request = getattr(ctx.request_context, "request", None)
     client = getattr(request, "client", None)
-    return str(client.host) if client is not None else "stdio"
+    headers = getattr(request, "headers", None) or {}
+    return {
+        "client": str(client.host) if client is not None else "stdio",
+        "authorization": headers.get("authorization"),
+    }
 
 
-def build_mcp(service: ChatService, wait: float = 0.0) -> MCPServer:
+def build_mcp(service: ChatService, wait: float = 0.0, way: Way = "api") -> MCPServer:
     """An MCPServer whose tools answer through `service`; tool calls wait up to `wait` seconds
-    for the models to load (0 over HTTP, as /api: the client is told to retry)."""
+    for the models to load (0 over HTTP, as /api: the client is told to retry). `way`: "api"
+    over HTTP (the token), "local" over stdio."""
     mcp: MCPServer = MCPServer("news-archive", instructions=INSTRUCTIONS, version="1")
 
     @mcp.tool()
@@ -56,7 +62,7 @@ def build_mcp(service: ChatService, wait: float = 0.0) -> MCPServer:
         """Passages of the news archive that match the query, best article first, each with its
         article (source, title) and exact character span (start, end) in it."""
         try:
-            service.check_rate(_client(ctx))
+            service.gate.check(way, **_caller(ctx))
             found = await run_in_threadpool(service.passages, query, max(1, min(k, 20)), wait)
         except RagError as exc:
             raise ToolError(service.describe(exc)) from exc
@@ -69,9 +75,10 @@ def build_mcp(service: ChatService, wait: float = 0.0) -> MCPServer:
         `citations` (article source, title, the exact quote and its span). `refused` is true
         when the articles do not answer the question."""
         try:
-            query = service.query(question)
-            service.check_rate(_client(ctx))
-            events = service.stream(query, wait=wait)
+            admission = service.admit(
+                way, question=question, waits_for_model=wait > 0, **_caller(ctx)
+            )
+            events = service.stream(admission, wait=wait)
             answer = await run_in_threadpool(last_answer, events)
         except RagError as exc:
             raise ToolError(service.describe(exc)) from exc
@@ -81,21 +88,22 @@ def build_mcp(service: ChatService, wait: float = 0.0) -> MCPServer:
 
 
 class McpGate:
-    """ASGI app at /mcp: the bearer token, then the SDK's streamable HTTP handler."""
+    """ASGI app at /mcp: the bearer token (`Gate.allow`), then the SDK's streamable HTTP
+    handler."""
 
-    def __init__(self, handler: Any, token: str) -> None:
+    def __init__(self, handler: Any, gate: Gate) -> None:
         self.handler = handler
-        self.token = token
+        self.gate = gate
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         headers = dict(scope.get("headers") or [])
         authorization = headers.get(b"authorization", b"").decode("latin-1")
-        if scope["type"] == "http" and not bearer_ok(authorization, self.token):
-            body = json.dumps({"error": BEARER_HELP}).encode()
-            out = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
-            await send({"type": "http.response.start", "status": 401, "headers": out})
-            await send({"type": "http.response.body", "body": body})
-            return
+        if scope["type"] == "http":
+            try:
+                self.gate.allow("api", authorization=authorization)
+            except AuthError as exc:
+                await send_json_error(send, 401, str(exc), {"WWW-Authenticate": "Bearer"})
+                return
         await self.handler(scope, receive, send)
 
 
@@ -119,7 +127,7 @@ def mcp_http(service: ChatService) -> tuple[McpGate, Any]:
     def lifespan(_: Any) -> AbstractAsyncContextManager[None]:
         return mcp.session_manager.run()
 
-    return McpGate(handler, service.api_token), lifespan
+    return McpGate(handler, service.gate), lifespan
 
 
 def run_stdio(settings: Settings) -> None:
@@ -130,4 +138,4 @@ def run_stdio(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     service = ChatService(settings)
     service.start()  # the models load while the client initialises
-    build_mcp(service, wait=STDIO_WAIT).run("stdio")
+    build_mcp(service, wait=STDIO_WAIT, way="local").run("stdio")

@@ -5,7 +5,7 @@ The answer is the verified one, as `/api/ask` gives it: its text carries the [n]
 "Sources:" list is appended for clients that only show text, and the citations travel in the
 extra field `citations` (the `rag.schema.Citation` objects of the JSON contract); the whole
 answer object is in `rag`. The same gate as /api: bearer token, rate per client, the one
-admission queue (`ChatService.stream`), the body limit and origin guard of the app.
+admission queue (`ChatService.admit`), the body limit and origin guard of the app.
 
 Streaming sends only checked text. The model's draft is verified before any of it is sent (a
 sentence the check drops, or a draft the model retracts with a `Retry`, must not reach a
@@ -28,11 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag.chain import last_answer
 from rag.citations import format_answer
-from rag.errors import AuthError, QuestionError, RagError
-from rag.questions import Query
+from rag.errors import QuestionError, RagError
 from rag.schema import Answer, Event
 from ui.api import client_of, error_status
-from ui.guards import BEARER_HELP, bearer_ok
+from ui.guards import request_id
 from ui.service import ChatService
 
 MODEL_ID = "news-archive"
@@ -65,7 +64,7 @@ class ChatRequest(BaseModel):
     stream: bool = False
 
 
-def to_query(service: ChatService, body: ChatRequest) -> Query:
+def to_question(body: ChatRequest) -> tuple[str, list[dict[str, str]]]:
     """The last user message as the question, the user/assistant turns before it as history
     (system messages ignored; our appended sources list left out of the history)."""
     turns = [m for m in body.messages if m.role in ("user", "assistant")]
@@ -74,7 +73,7 @@ def to_query(service: ChatService, body: ChatRequest) -> Query:
     history = [
         {"role": m.role, "content": m.text().split(SOURCES)[0]} for m in turns[:-1] if m.text()
     ]
-    return service.query(turns[-1].text(), history)
+    return turns[-1].text(), history
 
 
 def answer_content(answer: Answer) -> str:
@@ -164,15 +163,11 @@ def openai_router(service: ChatService) -> APIRouter:
     """The /v1 routes, behind the same bearer token, rate limit and queue as /api."""
     v1 = APIRouter(prefix="/v1", tags=["openai"])
 
-    def checked_token(request: Request) -> None:
-        if not bearer_ok(request.headers.get("authorization"), service.api_token):
-            raise AuthError(BEARER_HELP)
-
     @v1.get("/models")
     def models(request: Request) -> Any:
         """The one "model" here: the news archive, answering with citations."""
         try:
-            checked_token(request)
+            service.gate.allow("api", authorization=request.headers.get("authorization"))
         except RagError as exc:
             return openai_error(exc, service.describe(exc))
         model = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "rag"}
@@ -186,10 +181,16 @@ def openai_router(service: ChatService) -> APIRouter:
 
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         try:
-            checked_token(request)
-            query = to_query(service, body)
-            service.check_rate(client_of(request))
-            events = service.stream(query)  # readiness and queue room: raises before streaming
+            question, history = to_question(body)
+            admission = service.admit(  # token, question, rate, readiness, room: before streaming
+                "api",
+                client=client_of(request),
+                question=question,
+                history=history,
+                authorization=request.headers.get("authorization"),
+                request_id=request_id(request.scope),
+            )
+            events = service.stream(admission)
             if not body.stream:
                 answer = await run_in_threadpool(last_answer, events)
                 return _completion(answer, completion_id, created)

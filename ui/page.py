@@ -112,7 +112,7 @@ def build_blocks(service: ChatService) -> gr.Blocks:
         gr.Markdown("## Ask the news archive\nAnswers cite the article passages they rest on.")
         _wire(demo, _layout(handlers, compact=False), handlers)
         gr.api(  # type: ignore[attr-defined]
-            handlers.api_ask, api_name="ask", concurrency_limit=1, concurrency_id=LLM_GROUP
+            handlers.api_ask, api_name="ask", concurrency_limit=None, concurrency_id=LLM_GROUP
         )
     with demo.route("Widget", "/widget", show_in_navbar=False):
         gr.Navbar(visible=False)  # type: ignore[attr-defined]
@@ -193,20 +193,22 @@ def _panel(value: str, js: str, elem_id: str, label: str) -> gr.HTML:
 
 def _wire(demo: gr.Blocks, c: ChatParts, h: ChatHandlers) -> None:
     """Connect one chat's events to its callbacks. Only `respond` (and the /ask endpoint) use
-    the LLM, in one concurrency group of size 1."""
+    the LLM, in one concurrency group that Gradio does not bound: the gate does (ui.gate), so
+    a question starts at once and is admitted or refused there, never kept in Gradio's queue.
+    Every handler is private: not callable by Gradio's clients, and refused without the page's
+    ticket (ui.gradio_routes)."""
     locked = [c.box, c.send]
     private: dict[str, Any] = {"queue": False, "api_visibility": "private"}
     added = [c.box, c.chatbot, c.pending, c.saved, c.notice, *locked]
-    step1 = dict(fn=h.add_question, inputs=[c.box, c.turns], outputs=added, queue=False,
-                 api_visibility="undocumented")  # fmt: skip
+    step1 = dict(fn=h.add_question, inputs=[c.box, c.turns], outputs=added, **private)
     step2 = dict(
         fn=h.respond,
         inputs=[c.pending, c.turns],
         outputs=[c.chatbot, c.turns, c.sources, c.status, c.saved],
-        show_progress_on=[c.chatbot],  # the queue position shows on the chat only
-        concurrency_limit=1,
+        show_progress_on=[c.chatbot],
+        concurrency_limit=None,
         concurrency_id=LLM_GROUP,
-        api_visibility="undocumented",
+        api_visibility="private",
     )
     runs = [trigger(**step1).then(**step2) for trigger in (c.box.submit, c.send.click)]
     runs.append(c.chatbot.example_select(h.add_example, [c.turns], added, **private).then(**step2))

@@ -9,9 +9,10 @@ MASK = "***"
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """`text` with every occurrence of each secret (8+ characters) replaced by ***."""
-    for secret in secrets:
-        if len(secret) >= 8:
+    """`text` with every occurrence of each secret, however short, replaced by ***. (A short
+    secret masks innocent text too; `rag serve` warns that the token is too short.)"""
+    for secret in sorted(secrets, key=len, reverse=True):  # a secret inside another: longest first
+        if secret:
             text = text.replace(secret, MASK)
     return text
 

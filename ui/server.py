@@ -1,16 +1,19 @@
 """One web server: the Gradio chat page ("/"), the widget ("/widget"), the REST API ("/api"),
 the OpenAI-compatible API ("/v1") and the MCP endpoint ("/mcp").
 
-Who may embed the pages and call the API from a browser is `Settings.allowed_origins` plus the
-app's own origin and http://localhost:* / http://127.0.0.1:*. The browser enforces it: CSP
-`frame-ancestors` on HTML pages and CORS on the API. Cross-origin writes from origins not on the
-list are also refused here (403). An optional bearer token (`Settings.api_token`) guards /api/*.
+Every request passes, outermost first: the Host allowlist (`HostGuard`, `RAG_ALLOWED_HOSTS`),
+a request id, CORS, the origin guard (CSP `frame-ancestors`, X-Frame-Options, 403 for
+cross-origin writes from origins not allowed), the body limit, and the door to Gradio's routes
+(`ui.gradio_routes`: only the routes the page needs, each event call checked by the gate).
+Every question then passes the gate (`ui.gate`): token or page ticket, rate, readiness, one
+admission queue. Below HTTP, `ui.connections` bounds slow and numerous connections.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,22 +22,35 @@ from fastapi.responses import JSONResponse
 from rag.errors import RagError, SettingsError
 from rag.settings import Settings
 from ui.api import EXAMPLE, api_router, error_response, validation_error
-from ui.guards import BodyLimit, OriginGuard, origin_patterns, origin_regex
+from ui.guards import (
+    BodyLimit,
+    HostGuard,
+    OriginGuard,
+    RequestId,
+    allowed_hosts,
+    origin_patterns,
+    origin_regex,
+    request_id,
+)
 from ui.mcp_server import mcp_http
 from ui.openai_api import openai_router
 from ui.redaction import hide_secrets_in_output
-from ui.service import ChatService
+from ui.service import ChatService, failure_message
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, service: ChatService | None = None) -> FastAPI:
     """The FastAPI app: /api routes, /docs, and the Gradio chat page and widget mounted at "/"."""
+    from ui.page import build_blocks
+
     service = service or ChatService(settings)
     mcp_gate, mcp_lifespan = mcp_http(service)
     app = FastAPI(
         title="News archive Q&A",
-        description="Ask questions about the news articles; every claim cites its passage.",
+        description="Ask questions about the news articles; every claim cites its passage. "
+        "Titles, quotes and answers are plain text from the articles and the model: escape "
+        "them before putting them into HTML.",
         version="1",
         docs_url="/docs",
         redoc_url=None,
@@ -50,8 +66,9 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
     def healthz() -> dict[str, str]:
         return {"status": service.state}
 
-    _guards(app, settings)
-    _mount_page(app, service, settings)
+    blocks = build_blocks(service)
+    _guards(app, settings, service, blocks)
+    _mount_page(app, blocks, settings)
     service.start()  # the models load in the background; the server answers meanwhile
     return app
 
@@ -69,6 +86,12 @@ def _error_handlers(app: FastAPI, service: ChatService) -> None:
         status, message = validation_error(list(exc.errors()))
         return JSONResponse({"error": message}, status_code=status)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = request_id(request.scope)
+        log.error("Unexpected error (request id %s) on %s", rid, request.url.path, exc_info=exc)
+        return JSONResponse({"error": failure_message(rid), "request_id": rid}, status_code=500)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = str(exc.detail)
@@ -77,11 +100,21 @@ def _error_handlers(app: FastAPI, service: ChatService) -> None:
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
-def _guards(app: FastAPI, settings: Settings) -> None:
-    """Body limit, origin guard and CORS, outermost last."""
+def _guards(app: FastAPI, settings: Settings, service: ChatService, blocks: Any) -> None:
+    """The ASGI guards, innermost first (Starlette runs the last added first)."""
     from fastapi.middleware.cors import CORSMiddleware
 
+    from ui.gradio_routes import GradioRoutes
+    from ui.page import LLM_GROUP
+
     patterns = origin_patterns(settings)
+    app.add_middleware(
+        GradioRoutes,
+        blocks=blocks,
+        gate=service.gate,
+        llm_group=LLM_GROUP,
+        routes=app.router.routes,
+    )
     app.add_middleware(BodyLimit, max_kb=settings.max_body_kb)
     app.add_middleware(OriginGuard, patterns=patterns)
     app.add_middleware(
@@ -92,16 +125,20 @@ def _guards(app: FastAPI, settings: Settings) -> None:
         allow_credentials=False,
         max_age=600,
     )
+    app.add_middleware(RequestId)
+    app.add_middleware(HostGuard, hosts=allowed_hosts(settings))
 
 
-def _mount_page(app: FastAPI, service: ChatService, settings: Settings) -> None:
+def _mount_page(app: FastAPI, blocks: Any, settings: Settings) -> None:
     """The Gradio chat page at "/" and the widget at "/widget"."""
     import gradio as gr
 
-    from ui.page import CSS, build_blocks
+    from ui.page import CSS
 
-    blocks = build_blocks(service)
-    blocks.queue(max_size=settings.queue_limit, default_concurrency_limit=1)
+    # Gradio's queue hands each question to the gate at once (the LLM group has no Gradio
+    # limit); its size is only a backstop against a flood of joins. api_open=False: queued
+    # handlers only through the queue.
+    blocks.queue(max_size=settings.max_connections, default_concurrency_limit=1, api_open=False)
     with warnings.catch_warnings():  # "SSR not supported with multi-page apps": not used
         warnings.filterwarnings("ignore", message="SSR mode is not supported")
         gr.mount_gradio_app(
@@ -113,6 +150,7 @@ def _mount_page(app: FastAPI, service: ChatService, settings: Settings) -> None:
             run_history=False,
             ssr_mode=False,
             mcp_server=False,
+            show_error=False,  # only our gr.Error messages reach the page, never exception text
             server_name=settings.host,
             server_port=settings.port,
         )
@@ -136,12 +174,9 @@ def serve(settings: Settings) -> None:
         # X-Forwarded-For is a client's say-so unless it comes from a known proxy.
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        **connection_limits(settings),
     )
-    if settings.api_token and len(settings.api_token.get_secret_value()) < 16:
-        log.warning(
-            "RAG_API_TOKEN is short and easy to guess. Use a long random one: "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-        )
+    _warn_about(settings)
     base = f"http://{settings.host}:{settings.port}"
     log.info("Chat page %s/ · widget %s/widget · API docs %s/docs", base, base, base)
     server = uvicorn.Server(config)
@@ -150,4 +185,48 @@ def serve(settings: Settings) -> None:
         raise SettingsError(
             f"The server could not start on {settings.host}:{settings.port} (the reason is "
             "logged above). Is the port in use? Choose another with --port or RAG_PORT."
+        )
+
+
+def connection_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn settings that bound connections: each request must arrive within
+    `request_timeout` (`ui.connections`), at most `max_connections` at once and
+    `max_connections_per_client` per address, idle keep-alive connections closed after 5 s,
+    headers over 16 KiB refused (h11), no WebSockets (nothing uses them)."""
+    from ui.connections import timed_protocol
+
+    protocol = timed_protocol(
+        settings.request_timeout, settings.max_connections_per_client, settings.trusted_proxies
+    )
+    return {
+        "http": protocol,
+        "ws": "none",
+        "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": 16 * 1024,
+    }
+
+
+def _warn_about(settings: Settings) -> None:
+    """Log what makes the server easier to attack than it needs to be."""
+    import resource
+
+    if settings.api_token and len(settings.api_token.get_secret_value()) < 16:
+        log.warning(
+            "RAG_API_TOKEN is short and easy to guess. Use a long random one: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    files, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if files != resource.RLIM_INFINITY and settings.max_connections > files - 100:
+        log.warning(
+            "RAG_MAX_CONNECTIONS (%d) is near the process's limit of %d open files; lower "
+            "it, or raise the limit (ulimit -n).",
+            settings.max_connections,
+            files,
+        )
+    if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        log.warning(
+            "Listening on all addresses, but only localhost names are accepted in the Host "
+            'header: set RAG_ALLOWED_HOSTS (e.g. ["rag.intranet.example"]) to the names '
+            "clients use."
         )

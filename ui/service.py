@@ -1,5 +1,6 @@
-"""What every way into the server shares: the gate (rate, readiness, one admission queue), the
-answer stream, the article lookup, and error messages with secrets masked. No HTML in here.
+"""What every way into the server shares: the gate (`ui.gate`: access, rate, readiness, one
+admission queue), the answer stream, the article lookup, and error messages with secrets
+masked. No HTML in here.
 """
 
 from __future__ import annotations
@@ -8,20 +9,37 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from rag.articles import get_article, list_articles
-from rag.chain import QA, last_answer
-from rag.errors import BusyError, ModelError, ModelLoadingError, RagError
+from rag.chain import last_answer
+from rag.errors import ModelError, ModelLoadingError, RagError
 from rag.questions import Query
 from rag.schema import Answer, Event, Evidence
 from rag.settings import Settings
 from rag.store import Index
-from ui.guards import RateLimiter
+from ui.gate import Admission, Gate
 from ui.loader import Loader
 from ui.redaction import redact
 
 log = logging.getLogger(__name__)
+WAIT_TICK = 1.0  # seconds between updates of a waiting reader's place in the queue
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A page-only event: the question waits for the model behind `ahead` others."""
+
+    ahead: int
+
+
+def failure_message(request_id: str) -> str:
+    """What a user sees when something unexpected failed: no exception text, an id to quote."""
+    return (
+        f"Something went wrong on the server (request id {request_id}). Try again; if it "
+        "keeps failing, give the id to the admin: the server log has the details."
+    )
 
 
 class ChatService:
@@ -30,11 +48,10 @@ class ChatService:
     def __init__(self, settings: Settings, loader: Loader | None = None) -> None:
         self.settings = settings
         self.loader = loader or Loader(settings)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.gate = Gate(settings, self.loader)
+        # The one check every way in makes before a question may wait (`ui.gate.Gate.admit`).
+        self.admit = self.gate.admit
         self.secrets = settings.secret_values()
-        self.api_token = settings.api_token.get_secret_value() if settings.api_token else ""
-        self._lock = threading.Lock()
-        self._waiting = 0  # questions waiting for or using the model
 
     # ---- readiness -----------------------------------------------------------------------
 
@@ -59,65 +76,70 @@ class ChatService:
 
     # ---- questions -----------------------------------------------------------------------
 
-    def query(self, question: object, history: object = None) -> Query:
-        """The checked question and history, or QuestionError (before waiting for anything)."""
-        return Query.parse(question, history, self.settings.max_question_chars)
+    def ask(self, admission: Admission) -> Answer:
+        """Answer one admitted question: the last event of `stream` (the Answer of `rag ask`)."""
+        return last_answer(self.stream(admission))
 
-    def check_rate(self, client: str) -> None:
-        """Raise RateLimitError if `client` asked too many questions in the last minute."""
-        self.limiter.check(client)
-
-    def ask(self, query: Query, admitted: bool = False) -> Answer:
-        """Answer one question: the last event of `stream` (the same Answer as `rag ask`)."""
-        return last_answer(self.stream(query, admitted=admitted))
-
-    def stream(self, query: Query, wait: float = 0.0, admitted: bool = False) -> Iterator[Event]:
+    def stream(self, admission: Admission, wait: float = 0.0) -> Iterator[Event]:
         """The answer's events (see `rag.chain.QA.stream`); errors surface as RagError from
         the iterator.
 
-        Readiness and queue room are checked now, before the first event is asked for
-        (BusyError when `queue_limit` questions already wait, unless `admitted` by a queue
-        that bounds itself). The pipeline runs in its own thread to the end even if the caller
-        stops reading, so an abandoned stream (closed tab, dropped connection) never keeps
-        the LLM.
+        The pipeline runs in its own thread to the end even if the caller stops reading, so
+        an abandoned stream (closed tab, dropped connection) never keeps the LLM; the
+        admission's place is freed when it ends. `wait`: seconds to wait for the model to load.
         """
-        qa = self.loader.qa(wait=wait)
-        self._reserve(admitted)
+        return self._start(admission, wait, positions=False)
+
+    def stream_with_places(self, admission: Admission, wait: float = 0.0) -> Iterator[Any]:
+        """`stream`, with `Waiting` events that tell the reader their place in the queue
+        while the question waits (for the page)."""
+        return self._start(admission, wait, positions=True)
+
+    def _start(self, admission: Admission, wait: float, positions: bool) -> Iterator[Any]:
         parts: queue.Queue[Event | BaseException | None] = queue.Queue()
         threading.Thread(
-            target=self._produce, args=(qa, query, parts), name="rag-answer", daemon=True
+            target=self._produce, args=(admission, wait, parts), name="rag-answer", daemon=True
         ).start()
-        return _consume(parts)
+        return self._consume(admission, parts, positions)
 
-    def _produce(self, qa: QA, query: Query, parts: queue.Queue) -> None:
+    def _produce(self, admission: Admission, wait: float, parts: queue.Queue) -> None:
         try:
-            for event in qa.stream(query):
+            for event in self.loader.qa(wait=wait).stream(admission.query):
                 parts.put(event)
         except Exception as exc:
             parts.put(exc)
         finally:
-            self._release()
+            self.gate.release(admission)
             parts.put(None)
 
-    def _reserve(self, admitted: bool = False) -> None:
-        with self._lock:
-            if not admitted and self._waiting >= self.settings.queue_limit:
-                raise BusyError(
-                    f"{self._waiting} questions are already waiting for the model. "
-                    "Try again shortly."
-                )
-            self._waiting += 1
-
-    def _release(self) -> None:
-        with self._lock:
-            self._waiting -= 1
+    def _consume(self, admission: Admission, parts: queue.Queue, positions: bool) -> Iterator:
+        shown: int | None = None
+        while True:
+            try:
+                part = parts.get(timeout=WAIT_TICK if positions else None)
+            except queue.Empty:
+                ahead = self.gate.ahead(admission)
+                if ahead != shown:
+                    shown = ahead
+                    yield Waiting(ahead)
+                continue
+            if part is None:
+                return
+            if isinstance(part, RagError):
+                raise part
+            if isinstance(part, BaseException):
+                log.error("Answering failed (request id %s)", admission.request_id, exc_info=part)
+                raise ModelError(failure_message(admission.request_id)) from part
+            positions = False  # the answer has begun
+            yield part
 
     # ---- articles ------------------------------------------------------------------------
 
     def passages(self, text: str, k: int, wait: float = 0.0) -> list[Evidence]:
-        """Up to `k` evidence passages for `text` (retrieval only: no LLM, no queue), as the
-        answer would see them; ModelLoadingError before the index is open."""
-        query = self.query(text)
+        """Up to `k` evidence passages for `text` (retrieval only: no LLM, no queue; callers
+        pass `Gate.check` first), as the answer would see them; ModelLoadingError before the
+        index is open."""
+        query = Query.parse(text, None, self.settings.max_question_chars)
         return self.loader.qa(wait=wait).retriever.retrieve(query.question, k)  # type: ignore[attr-defined]
 
     def _index(self) -> Index | None:
@@ -143,13 +165,3 @@ class ChatService:
         """One article's summary and extracted text, or None."""
         index = self._index()
         return get_article(index, source) if index is not None else None
-
-
-def _consume(parts: queue.Queue) -> Iterator[Event]:
-    while (part := parts.get()) is not None:
-        if isinstance(part, RagError):
-            raise part
-        if isinstance(part, BaseException):
-            log.error("Answering failed", exc_info=part)
-            raise ModelError(f"Answering failed: {part}") from part
-        yield part
