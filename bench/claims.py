@@ -33,11 +33,17 @@ def load(split: str) -> list[dict[str, Any]]:
 
 
 def names_ok(row: dict[str, Any]) -> bool:
-    """The deterministic test: every name and number of the claim is in the passage."""
+    """The deterministic test: every name and number of the claim is in the passage, in the
+    roles the passage gives them."""
     from rag.claims import miscounted, missing_facts
+    from rag.roles import swapped_roles
 
     claim, passage = row["claim"], row["passage"] + " " + row.get("title", "")
-    return not missing_facts(claim, passage, row["question"]) and not miscounted(claim, passage)
+    return not (
+        missing_facts(claim, passage, row["question"])
+        or miscounted(claim, passage)
+        or swapped_roles(claim, row["passage"])
+    )
 
 
 def separation(rows: list[dict[str, Any]], scores: list[float], base: list[bool]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ resolve its [n] markers, and keep a verdict for every sentence.
 A sentence is shown only if, in this order:
 1. it says something beyond restating the question;
 2. its names and numbers are in the passages it cites (rag.claims, rag.numbers) — it may be
-   moved to other passages of *one* article that hold them, never stitched across articles;
+   moved to other passages of *one* article that hold them, never stitched across articles —
+   and in the roles the passages give them (rag.roles);
 3. the cited passages state it: the trained claim check (rag.support) scores it at least
    `support_min` (without that model: embedding similarity, the older test);
 and the answer as a whole is given only if one of its sentences gives what the question asks
@@ -26,6 +27,7 @@ from rag.claims import adds_content, miscounted, missing_facts
 from rag.embeddings.base import SentenceEncoder
 from rag.prompts import REFUSAL
 from rag.replies import ModelRefused, ReplySentence, is_refusal, parse_sentence, split_reply
+from rag.roles import swapped_roles
 from rag.schema import Answer, Check, Citation, Evidence, Sentence
 from rag.support import SupportModel
 
@@ -229,6 +231,9 @@ class Verification:
             missing = miscounted(text, self._text(cited))
         if missing:
             return "names or numbers not in the articles: " + ", ".join(missing)
+        swapped = swapped_roles(text, self._text(cited))
+        if swapped:
+            return "the passage gives these names other roles: " + swapped[0]
         sentence.cites = cited
         return None
 

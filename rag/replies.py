@@ -49,6 +49,33 @@ def strip_meta(sentence: str) -> str:
     return stripped[:1].upper() + stripped[1:] if stripped != sentence else sentence
 
 
+_FUNCTION_WORDS = set(
+    "the a an of to in on at for by with from and or but as is are was were be been has have "
+    "had it its he she they his her their this that which who when where after before said".split()
+)
+
+
+def _content_pairs(text: str) -> set[tuple[str, str]]:
+    words = re.findall(r"[a-z0-9£$€%']+", text.lower())
+    return {
+        (a, b)
+        for a, b in zip(words, words[1:], strict=False)
+        if a not in _FUNCTION_WORDS and b not in _FUNCTION_WORDS and len(a) > 2 and len(b) > 2
+    }
+
+
+def cut_echo(sentence: str) -> str:
+    """Cut a tail clause that says again what the sentence has said, the small model's habit of
+    pasting its passage after the answer: "The strike began in March, when the strike began over
+    pay." -> "The strike began in March."; lists ("Elm Green, opened in 2019, Riverside…") stay."""
+    for match in re.finditer(r",\s+", sentence):
+        head, tail = sentence[: match.start()], sentence[match.end() :]
+        if _content_pairs(head) & _content_pairs(tail):
+            stop = sentence[-1] if sentence[-1] in ".!?" else "."
+            return head.rstrip(" ,;:") + stop
+    return sentence
+
+
 _REFUSALS = re.compile(
     r"(articles?|evidence|text|passages?|context|sources?)\s+(?:do(?:es)?n[o’']t|do(?:es)? not|"
     r"did not|didn[’']t)\s+(?:answer|say|mention|state|specify|provide|contain|include|name)"
@@ -121,7 +148,7 @@ def parse_sentence(piece: str, valid: set[int]) -> ReplySentence | None:
         if int(n) in valid
     ]
     clean = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(MARKERS.sub("", piece).split()))
-    trimmed = _trim_refusal(strip_meta(clean))
+    trimmed = _trim_refusal(cut_echo(strip_meta(clean)))
     if clean and not trimmed:
         raise ModelRefused(clean)
     if not re.search(r"[A-Za-z0-9]", trimmed):

@@ -168,8 +168,10 @@ def test_stream_yields_tokens_then_answer(seed_index, embeddings):
         seed_index, embeddings, ["Imran Khan announced the release of the captured pilot [1]."]
     )
     parts = list(qa.stream("Who announced that the captured pilot would be released?"))
-    tokens, final = parts[:-1], parts[-1]
-    assert len(tokens) > 3 and all(isinstance(t, Token) for t in tokens)
+    tokens, final = [p for p in parts if isinstance(p, Token)], parts[-1]
+    sentences = [p for p in parts if isinstance(p, Sentence)]
+    assert len(tokens) > 3 and len(tokens) + len(sentences) == len(parts) - 1
+    assert [s.text for s in sentences] == [final.answer]  # shown once checked
     assert "".join(t.text for t in tokens).startswith("Imran Khan announced")
     assert isinstance(final, Answer) and "Imran Khan" in final.citations[0].quote
 
