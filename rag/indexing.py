@@ -14,7 +14,7 @@ from rag.extract import TRAFILATURA
 from rag.keywords import sync_keywords
 from rag.loading import load_article, printable, scan_corpus, source_name
 from rag.schema import Article, Chunk
-from rag.store import Index
+from rag.store import Index, folders_of
 
 
 @dataclass
@@ -158,6 +158,15 @@ def _ingest_files(
     flush()
     report.removed = sorted(s for s in stored if s not in present)
     index.remove(report.removed)
+    _add_folders(index, {s: m for s, m in stored.items() if s in present}, report)
+
+
+def _add_folders(index: Index, stored: dict[str, dict[str, Any]], report: IngestReport) -> None:
+    """Give articles indexed before folders were stored their folders (for folder filters)."""
+    missing = {s: {"folders": folders_of(s)} for s, m in stored.items() if "folders" not in m}
+    if missing:
+        index.update_metadata(missing)
+        report.notes.append(f"Folders recorded for {len(missing)} articles indexed before.")
 
 
 def _nothing_to_ingest(corpus_dir: Path, unlisted: list[tuple[str, str]]) -> CorpusError:

@@ -10,12 +10,15 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
 
 from rag.embeddings.base import SentenceEncoder
+from rag.errors import QuestionError
 from rag.keywords import KeywordIndex
+from rag.questions import Filters
 from rag.schema import CITED_METADATA, Evidence
 from rag.store import Index, unpack_spans, unpack_vectors
 
@@ -145,23 +148,30 @@ class Retriever:
         if self.keyword_index is not None:
             self.keyword_index.follow(self.index)
 
-    def __call__(self, question: str) -> list[Evidence]:
+    def __call__(self, question: str, filters: Filters | None = None) -> list[Evidence]:
         """Alias of `retrieve`, so a Retriever can be used as a chain step."""
-        return self.retrieve(question)
+        return self.retrieve(question, filters=filters)
 
-    def retrieve(self, question: str, limit: int | None = None) -> list[Evidence]:
+    def retrieve(
+        self, question: str, limit: int | None = None, filters: Filters | None = None
+    ) -> list[Evidence]:
         """Return up to `limit` (default `max_sentences`) evidence passages with relevance
-        >= `min_relevance` and >= `relative_relevance` times the best passage's.
+        >= `min_relevance` and >= `relative_relevance` times the best passage's, from the
+        articles `filters` admit (applied inside both searches: no other article comes back).
 
         One embedding (the question's) per call: the sentences' vectors come from the index.
         """
         self.follow_store()
+        where = self._where(filters)
         query = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
         hits = self.index.chunks.similarity_search_by_vector_with_relevance_scores(
-            query.tolist(), k=self.top_k
+            query.tolist(),
+            k=self.top_k,
+            filter=where,
         )
         if self.keyword_index is not None:
-            hits = fuse(hits, self.keyword_index.search(question, self.top_k), self.top_k)
+            found = self.keyword_index.search(question, self.top_k, where=where)
+            hits = fuse(hits, found, self.top_k)
         sentences = self._sentences(hits, dim=len(query))
         if not sentences:
             return []
@@ -172,6 +182,15 @@ class Retriever:
             + WEIGHTS[2] * keyword_overlap(question, [s.text for s in sentences])
         )
         return _numbered(self._choose(sentences, scores, limit or self.max_sentences))
+
+    def _where(self, filters: Filters | None) -> dict[str, Any] | None:
+        """The Chroma `where` of `filters`; QuestionError when the index cannot apply them."""
+        if filters and filters.folders and not self.index.has_folders():
+            raise QuestionError(
+                "This index was built before articles' folders were stored, so it cannot "
+                "filter by folder. Run `rag ingest` once (it records them), then ask again."
+            )
+        return filters.where() if filters else None
 
     def _choose(
         self, sentences: list[_Sentence], scores: np.ndarray, limit: int

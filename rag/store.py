@@ -108,6 +108,12 @@ class Index:
         meta = dict((page["metadatas"] or [{}])[0])
         return {k: v for k, v in meta.items() if k not in _BULKY or k == "article_text"}
 
+    def has_folders(self) -> bool:
+        """Whether the articles carry their folders (indexes from before them do not)."""
+        page = self.collection.get(where={"chunk": 0}, include=["metadatas"], limit=1)
+        metas = page["metadatas"] or []
+        return not metas or "folders" in metas[0]
+
     def count_chunks(self) -> int:
         """Number of chunks in the index."""
         return self.collection.count()
@@ -149,6 +155,24 @@ class Index:
             )
         self._touch()
 
+    def update_metadata(self, changes: dict[str, dict[str, Any]]) -> None:
+        """Set these metadata keys on every chunk of each article ({source: {key: value}}),
+        keeping the rest; the text, vectors and keyword index are untouched."""
+        for start in range(0, len(changes), 500):
+            sources = list(changes)[start : start + 500]
+            where: Any = {"source": {"$in": sources}}
+            page = self.collection.get(where=where, include=["metadatas"])
+            metas = page["metadatas"] or []
+            ids = list(page["ids"])
+            update = [changes[str(m["source"])] for m in metas]
+            for i in range(0, len(ids), _MAX_BATCH):
+                self.collection.update(
+                    ids=ids[i : i + _MAX_BATCH],
+                    metadatas=update[i : i + _MAX_BATCH],  # type: ignore[arg-type]
+                )
+        if changes:
+            self._touch()
+
     def delete_chunks(self, sources: list[str]) -> None:
         """Remove every chunk of these articles (from Chroma, then from the keyword index)."""
         if sources:
@@ -178,6 +202,7 @@ def _records(batch: list[tuple[Article, list[Chunk]]]) -> tuple[list[str], list[
             meta: dict[str, Any] = {
                 **filterable(article.metadata),  # first: the index's own keys always win
                 "source": article.source,
+                "folders": folders_of(article.source),
                 "title": article.title,
                 "sha256": article.sha256,
                 "chunk": chunk.index,
@@ -192,6 +217,13 @@ def _records(batch: list[tuple[Article, list[Chunk]]]) -> tuple[list[str], list[
             metas.append(meta)
             ids.append(f"{article_id(article.source)}-{article.sha256[:12]}-{chunk.index}")
     return ids, texts, metas
+
+
+def folders_of(source: str) -> list[str]:
+    """The folders an article lies in, outermost first: "bbc/business/001.txt" -> ["bbc",
+    "bbc/business"]; an article at the corpus root is in [""] (Chroma keeps no empty list)."""
+    parts = source.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))] or [""]
 
 
 def filterable(metadata: dict[str, str]) -> dict[str, Any]:
