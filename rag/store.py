@@ -17,6 +17,7 @@ from rag.chroma import index_location, make_client
 from rag.chunking import split_sentences
 from rag.errors import IndexMismatchError, IndexMissingError
 from rag.schema import Article, Chunk
+from rag.stories import pack, signature
 
 if TYPE_CHECKING:
     import chromadb
@@ -28,7 +29,12 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = "2"  # 2: each chunk carries its sentences' spans and vectors
 _MAX_BATCH = 4000  # below Chroma's per-call limit
-_BULKY = ("article_text", "sentences", "sentence_vectors")  # metadata not needed in listings
+_BULKY = (
+    "article_text",
+    "sentences",
+    "sentence_vectors",
+    "minhash",
+)  # metadata not needed in listings
 
 
 STAMP = "rag-stamp"  # touched in the store folder after every write, for readers to notice
@@ -213,6 +219,7 @@ def _records(batch: list[tuple[Article, list[Chunk]]]) -> tuple[list[str], list[
                 meta["n_chunks"] = len(chunks)
                 meta["n_chars"] = len(article.text)
                 meta["article_text"] = article.text
+                meta["minhash"] = pack(signature(article.text))  # for story groups
             texts.append(chunk.text)
             metas.append(meta)
             ids.append(f"{article_id(article.source)}-{article.sha256[:12]}-{chunk.index}")
