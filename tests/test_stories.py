@@ -87,3 +87,19 @@ def test_copies_fold_into_one_story_and_stay_right(tmp_path, embeddings):
     assert groups["web/centre.txt"][1] == 1 and "wire/centre.txt" not in groups
     again = ingest(corpus, index, progress=False)  # nothing changed: nothing rewritten
     assert again.stories is not None and again.stories.changed == 0
+
+
+def test_the_page_names_the_other_copies_escaped():
+    from rag.schema import Citation, Copy
+    from ui.render import also_html
+
+    cite = Citation(n=1, source="a.txt", title="T", quote="q", start=0, end=1)
+    assert also_html(cite) == ""
+    cite.also_in = [
+        Copy(source="b.txt", title="B", outlet="<b>Wire</b>", date="2025-03-02"),
+        Copy(source="c.txt", title="C"),
+    ]
+    assert also_html(cite) == (
+        '<br><span class="rag-also">Also reported in: &lt;b&gt;Wire&lt;/b&gt; (2025-03-02), '
+        "c.txt</span>"
+    )
