@@ -80,7 +80,8 @@ class ArchiveRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         limit, filters = self._options(kwargs)
-        return [evidence_document(e) for e in self._inner.retrieve(query, limit, filters)]
+        found = self._inner.retrieve(query, limit, filters)
+        return [evidence_document(e) for e in found[:limit]]  # the neighbour may be one more
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
@@ -88,4 +89,4 @@ class ArchiveRetriever(BaseRetriever):
         # Retrieval is CPU work (one embedding, two searches): run it off the event loop.
         limit, filters = self._options(kwargs)
         found = await run_in_executor(None, self._inner.retrieve, query, limit, filters)
-        return [evidence_document(e) for e in found]
+        return [evidence_document(e) for e in found[:limit]]

@@ -110,3 +110,13 @@ def test_an_index_without_folders_says_to_ingest_and_ingest_adds_them(tmp_path, 
         "Why was the bridge closed?", filters=Filters.parse({"folder": "wire"})
     )
     assert {e.source for e in found} == {"wire/march/bridge.md"}
+
+
+def test_rag_ask_checks_its_filter_flags_before_loading_models(tmp_path):
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    args = ["ask", "--store", str(tmp_path), "--from", "2025-04-01", "--to", "2025-03-01", "Why?"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "is after date_to" in result.output
