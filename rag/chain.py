@@ -97,7 +97,7 @@ class QA:
 
     def __init__(
         self,
-        retriever: Callable[[str], list[Evidence]],
+        retriever: Callable[..., list[Evidence]],  # (question[, filters]) -> evidence
         llm: BaseChatModel,
         verifier: Verifier,
         max_question_chars: int = 2000,
@@ -117,11 +117,12 @@ class QA:
         self._retry: Runnable[dict[str, str], str] = RETRY_PROMPT | llm | parse
         self.lock = FairLock()
 
-    def query(self, question: str | Query, history: object = None) -> Query:
-        """`question` (with `history`) checked, or a Query as it is (QuestionError if bad)."""
+    def query(self, question: str | Query, history: object = None, filters: object = None) -> Query:
+        """`question` (with `history`, `filters`) checked, or a Query as it is
+        (QuestionError if bad)."""
         if isinstance(question, Query):
             return question
-        return Query.parse(question, history, self.max_question_chars)
+        return Query.parse(question, history, self.max_question_chars, filters)
 
     def warm(self) -> bool:
         """Have an embedded model read the answer prompt's fixed part (instructions, worked
@@ -149,7 +150,12 @@ class QA:
 
     def _answer(self, query: Query) -> Iterator[Event]:
         standalone = self._standalone(query)
-        evidence = self.retriever(standalone)
+        # Filters go only to a retriever that takes them (a plain function may not).
+        evidence = (
+            self.retriever(standalone, query.filters)
+            if query.filters
+            else self.retriever(standalone)
+        )
         if not evidence:  # nothing relevant: do not let the model answer from memory
             yield refusal(standalone, evidence)
             return

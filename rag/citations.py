@@ -28,7 +28,7 @@ from rag.embeddings.base import SentenceEncoder
 from rag.prompts import REFUSAL
 from rag.replies import ModelRefused, ReplySentence, is_refusal, parse_sentence, split_reply
 from rag.roles import swapped_roles
-from rag.schema import Answer, Check, Citation, Evidence, Sentence
+from rag.schema import Answer, Check, Citation, Copy, Evidence, Sentence
 from rag.support import SupportModel
 
 CLOSEST_SHOWN = 3  # passages shown with a refusal
@@ -307,6 +307,15 @@ def to_citation(n: int, e: Evidence) -> Citation:
         outlet=e.outlet or None,
         url=e.url or None,
         author=e.author or None,
+        also_in=[
+            Copy(
+                source=c["source"],
+                title=c["title"],
+                outlet=c["outlet"] or None,
+                date=c["date"] or None,
+            )
+            for c in e.also_in
+        ],
     )
 
 
@@ -327,5 +336,10 @@ def format_answer(answer: Answer) -> str:
             )
             if c.url:
                 lines.append(f"      {c.url}")
+            if c.also_in:
+                named = "; ".join(
+                    ", ".join(x for x in (o.outlet, o.date, o.source) if x) for o in c.also_in
+                )
+                lines.append(f"      also reported in: {named}")
             lines.append(f"      “{' '.join(c.quote.split())}”")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from rag.errors import RagError
 
 if TYPE_CHECKING:
     from rag.chain import QA
+    from rag.questions import Filters
     from rag.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -148,17 +149,34 @@ def ask(
     question: Annotated[str | None, typer.Argument(help="Omit it to ask interactively.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     store: Annotated[Path | None, typer.Option(help="Index folder [default: data/chroma].")] = None,
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="Only articles dated on or after YYYY-MM-DD.")
+    ] = None,
+    date_to: Annotated[
+        str | None, typer.Option("--to", help="Only articles dated on or before YYYY-MM-DD.")
+    ] = None,
+    outlet: Annotated[
+        list[str] | None, typer.Option(help="Only articles of this outlet. Repeatable.")
+    ] = None,
+    folder: Annotated[
+        list[str] | None,
+        typer.Option(help="Only articles in this folder (and its sub-folders). Repeatable."),
+    ] = None,
 ) -> None:
     """Answer a question from the indexed articles, with numbered citations."""
     from rag.citations import format_answer
     from rag.pipeline import build_qa
-    from rag.questions import Query
+    from rag.questions import Filters, Query
 
+    as_given = {"date_from": date_from, "date_to": date_to, "outlet": outlet, "folder": folder}
     try:
         settings = _settings(store_dir=store)
-        # A bad question fails before the models load.
+        # A bad question or filter fails before the models load.
+        filters = Filters.parse({k: v for k, v in as_given.items() if v})
         query = (
-            None if question is None else Query.parse(question, None, settings.max_question_chars)
+            None
+            if question is None
+            else Query.parse(question, None, settings.max_question_chars, filters)
         )
         qa = build_qa(settings)
         if query is not None:
@@ -175,10 +193,10 @@ def ask(
         if not as_json:
             raise
         _fail(f"Unexpected error ({type(exc).__name__}: {exc}). Please report it.", as_json)
-    _interactive(qa)
+    _interactive(qa, filters)
 
 
-def _interactive(qa: QA) -> None:
+def _interactive(qa: QA, filters: Filters) -> None:
     from rag.chain import warm_quietly
 
     typer.echo("Ask about the articles (an empty line or Ctrl-D quits; 'new' starts over).")
@@ -187,13 +205,14 @@ def _interactive(qa: QA) -> None:
     warming = threading.Thread(target=warm_quietly, args=(qa,), name="rag-warm", daemon=True)
     warming.start()
     try:
-        _chat_loop(qa)
+        _chat_loop(qa, filters)
     finally:
         warming.join()
 
 
-def _chat_loop(qa: QA) -> None:
+def _chat_loop(qa: QA, filters: Filters) -> None:
     from rag.citations import format_answer
+    from rag.questions import Query
     from rag.schema import Answer, Sentence
 
     history: list[tuple[str, str]] = []
@@ -209,7 +228,8 @@ def _chat_loop(qa: QA) -> None:
             history = []
             continue
         try:
-            for event in qa.stream(question, history):
+            query = Query.parse(question, history, qa.max_question_chars, filters)
+            for event in qa.stream(query):
                 if isinstance(event, Sentence):  # shown once it has passed the check
                     typer.echo(event.text + " ", nl=False)
                 elif isinstance(event, Answer):

@@ -14,7 +14,8 @@ from rag.extract import TRAFILATURA
 from rag.keywords import sync_keywords
 from rag.loading import load_article, printable, scan_corpus, source_name
 from rag.schema import Article, Chunk
-from rag.store import Index
+from rag.store import Index, folders_of
+from rag.stories import StoryReport, regroup
 
 
 @dataclass
@@ -31,6 +32,7 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)  # things the admin should know
     pages: dict[str, str] = field(default_factory=dict)  # web page written -> its extractor
     undated_pages: int = 0
+    stories: StoryReport | None = None  # the near-duplicate groups after the run
 
     @property
     def indexed(self) -> int:
@@ -46,6 +48,8 @@ class IngestReport:
         ]
         lines += [f"  skipped {reason}" for _, reason in self.skipped]
         lines += [f"  {note}" for note in self.notes]
+        if self.stories is not None and self.stories.groups:
+            lines.append(f"  {self.stories.line()}")
         if self.pages:
             lines.append(self.pages_line())
         return "\n".join(lines)
@@ -158,6 +162,16 @@ def _ingest_files(
     flush()
     report.removed = sorted(s for s in stored if s not in present)
     index.remove(report.removed)
+    _add_folders(index, {s: m for s, m in stored.items() if s in present}, report)
+    report.stories = regroup(index)
+
+
+def _add_folders(index: Index, stored: dict[str, dict[str, Any]], report: IngestReport) -> None:
+    """Give articles indexed before folders were stored their folders (for folder filters)."""
+    missing = {s: {"folders": folders_of(s)} for s, m in stored.items() if "folders" not in m}
+    if missing:
+        index.update_metadata(missing)
+        report.notes.append(f"Folders recorded for {len(missing)} articles indexed before.")
 
 
 def _nothing_to_ingest(corpus_dir: Path, unlisted: list[tuple[str, str]]) -> CorpusError:

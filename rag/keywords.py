@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 PENDING = "rag-pending.json"  # sources whose chunks Chroma may hold in another version
 _WRITER_HEAP = 64 * 2**20
 _PAGE = 5000
+FILTERED_DEPTH = 50  # with a filter, BM25 hits read per hit wanted (then checked in Chroma)
 
 
 def _stem(words: list[str]) -> list[str]:
@@ -343,12 +344,15 @@ class KeywordIndex:
         else:
             self._refresh_if_stale(stale=True)
 
-    def search(self, query: str, k: int) -> list[Document]:
-        """The `k` best chunks for `query` by BM25 (fewer if fewer match at all)."""
-        found = self.store.search(query, k)
-        docs = get_documents(self.index, found)
-        self._refresh_if_stale(stale=len(docs) < len(found))
-        return docs
+    def search(self, query: str, k: int, where: Any = None) -> list[Document]:
+        """The `k` best chunks for `query` by BM25 (fewer if fewer match at all), of those
+        the Chroma `where` admits: the BM25 ranking is read deeper (`FILTERED_DEPTH`) and each
+        hit is checked against `where` in the store, so no other article comes back."""
+        found = self.store.search(query, max(k * FILTERED_DEPTH, 200) if where else k)
+        docs = get_documents(self.index, found, where)
+        if where is None:
+            self._refresh_if_stale(stale=len(docs) < len(found))
+        return docs[:k]
 
     def _refresh_if_stale(self, stale: bool) -> None:
         now = time.monotonic()
@@ -374,11 +378,12 @@ class KeywordIndex:
         threading.Thread(target=rebuild, name="rag-bm25", daemon=True).start()
 
 
-def get_documents(index: Index, ids: list[str]) -> list[Document]:
-    """The chunks with these ids, in that order; ids no longer in the store are left out."""
+def get_documents(index: Index, ids: list[str], where: Any = None) -> list[Document]:
+    """The chunks with these ids (that `where` admits), in that order; ids no longer in the
+    store are left out."""
     if not ids:
         return []
-    page = index.collection.get(ids=ids, include=["documents", "metadatas"])
+    page = index.collection.get(ids=ids, where=where, include=["documents", "metadatas"])
     by_id = {
         i: (text, meta)
         for i, text, meta in zip(

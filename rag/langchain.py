@@ -3,6 +3,7 @@
     from rag.pipeline import build_langchain_retriever
     retriever = build_langchain_retriever(settings)          # sync and async
     retriever.invoke("Who brokered the ceasefire?", k=3)     # -> [Document, ...]
+    retriever.invoke("…", filters={"date_from": "2025-03-01", "folder": "bbc/business"})
 
 Each Document is one passage (a sentence of an article, exactly `article[start:end]`), chosen as
 the chat's evidence is (dense + BM25 search, then sentence scoring), best article first, with
@@ -22,8 +23,9 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from rag.questions import Filters
 from rag.retrieval import Retriever
-from rag.schema import Evidence
+from rag.schema import CITED_METADATA, Evidence
 from rag.settings import Settings
 
 
@@ -39,6 +41,7 @@ def evidence_document(evidence: Evidence) -> Document:
             "end": evidence.end,
             "score": evidence.score,
             "n": evidence.n,
+            **{k: getattr(evidence, k) for k in CITED_METADATA if getattr(evidence, k)},
         },
     )
 
@@ -47,14 +50,17 @@ class ArchiveRetriever(BaseRetriever):
     """Evidence passages from the news archive for a query, as LangChain Documents.
 
     `k` is the most passages returned (fewer when fewer pass the relevance floors of the
-    settings); `invoke(query, k=...)` overrides it per call. Built from `settings` (the index
-    `rag ingest` made) unless an open `Retriever` is given.
+    settings); `filters` ({"date_from", "date_to", "outlet", "folder"}, as in POST /api/ask)
+    limits the articles searched. `invoke(query, k=..., filters=...)` overrides either per
+    call. Built from `settings` (the index `rag ingest` made) unless an open `Retriever` is
+    given.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     settings: Settings = Field(default_factory=Settings)
     k: int = Field(5, ge=1, description="Most passages per query.")
+    filters: dict[str, Any] | None = Field(None, description="Only these articles.")
     retriever: Retriever | None = Field(None, exclude=True)
     _inner: Retriever = PrivateAttr()
 
@@ -64,16 +70,23 @@ class ArchiveRetriever(BaseRetriever):
 
         self._inner = self.retriever or build_retriever(self.settings)
 
+        Filters.parse(self.filters)  # a bad filter fails here, not at the first query
+
+    def _options(self, kwargs: dict[str, Any]) -> tuple[int, Filters]:
+        """The call's passage limit and checked filters (QuestionError if bad)."""
+        return int(kwargs.get("k", self.k)), Filters.parse(kwargs.get("filters", self.filters))
+
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        limit = int(kwargs.get("k", self.k))
-        return [evidence_document(e) for e in self._inner.retrieve(query, limit)]
+        limit, filters = self._options(kwargs)
+        found = self._inner.retrieve(query, limit, filters)
+        return [evidence_document(e) for e in found[:limit]]  # the neighbour may be one more
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         # Retrieval is CPU work (one embedding, two searches): run it off the event loop.
-        limit = int(kwargs.get("k", self.k))
-        found = await run_in_executor(None, self._inner.retrieve, query, limit)
-        return [evidence_document(e) for e in found]
+        limit, filters = self._options(kwargs)
+        found = await run_in_executor(None, self._inner.retrieve, query, limit, filters)
+        return [evidence_document(e) for e in found[:limit]]

@@ -6,8 +6,10 @@ here, once; the pipeline then trusts it.
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 from rag.errors import QuestionError
 
@@ -88,14 +90,124 @@ def clean_history(raw: object, max_chars: int = 2000) -> History:
     ]
 
 
+FILTER_KEYS = ("date_from", "date_to", "outlet", "folder")
+FILTER_HELP = (
+    'filters must be an object like {"date_from": "2025-03-01", "date_to": "2025-03-31", '
+    '"outlet": ["BBC News"], "folder": ["bbc/business"]} (every key optional; dates '
+    "YYYY-MM-DD, both ends included; outlets and folders as `rag articles` lists them)."
+)
+MAX_FILTER_VALUES = 50
+
+
+def _day(value: object, key: str) -> int | None:
+    """A YYYY-MM-DD day as the integer YYYYMMDD the store filters on (`date_int`)."""
+    if value is None or value == "":
+        return None
+    try:
+        day = dt.date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        day = None
+    if day is None or not isinstance(value, str) or len(value) != 10:
+        raise QuestionError(f"{key} must be a day written YYYY-MM-DD, not {value!r}.")
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+def _names(value: object, key: str) -> tuple[str, ...]:
+    """One name or a list of names (outlets, folders), trimmed, without duplicates."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+        raise QuestionError(f"{key} must be a name or a list of names. {FILTER_HELP}")
+    names = tuple(dict.fromkeys(plain(x).strip("/") for x in items if plain(x).strip("/")))
+    if len(names) > MAX_FILTER_VALUES:
+        raise QuestionError(f"{key} may list at most {MAX_FILTER_VALUES} names.")
+    return names
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which articles a question is asked of: a day range (both ends included), outlets and
+    folders (any of each); an empty Filters admits every article."""
+
+    date_from: int | None = None  # YYYYMMDD
+    date_to: int | None = None
+    outlets: tuple[str, ...] = ()
+    folders: tuple[str, ...] = ()  # a folder admits its sub-folders' articles too
+
+    @classmethod
+    def parse(cls, raw: object) -> Filters:
+        """Check `{"date_from", "date_to", "outlet", "folder"}` (QuestionError says how)."""
+        if raw is None or isinstance(raw, Filters):
+            return raw or cls()
+        if not isinstance(raw, dict):
+            raise QuestionError(FILTER_HELP)
+        unknown = sorted(str(k) for k in raw if k not in FILTER_KEYS)
+        if unknown:
+            raise QuestionError(f"Unknown filter {', '.join(unknown)}. {FILTER_HELP}")
+        start, end = _day(raw.get("date_from"), "date_from"), _day(raw.get("date_to"), "date_to")
+        if start is not None and end is not None and start > end:
+            raise QuestionError(
+                f"date_from ({raw['date_from']}) is after date_to ({raw['date_to']}). "
+                "Swap them, or leave one out for an open range."
+            )
+        return cls(
+            start, end, _names(raw.get("outlet"), "outlet"), _names(raw.get("folder"), "folder")
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.date_from or self.date_to or self.outlets or self.folders)
+
+    def where(self) -> dict[str, Any] | None:
+        """The Chroma `where` clause that admits exactly the filtered articles (None: all).
+        A date range leaves undated articles out."""
+        parts: list[dict[str, Any]] = []
+        if self.date_from is not None:
+            parts.append({"date_int": {"$gte": self.date_from}})
+        if self.date_to is not None:
+            parts.append({"date_int": {"$lte": self.date_to}})
+        if self.outlets:
+            parts.append({"outlet": {"$in": list(self.outlets)}})
+        if self.folders:
+            ors = [{"folders": {"$contains": f}} for f in self.folders]
+            parts.append(ors[0] if len(ors) == 1 else {"$or": ors})
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else {"$and": parts}
+
+    def describe(self) -> str:
+        """The filters in words, for messages ("" when none)."""
+
+        def day(n: int) -> str:
+            return f"{n // 10000:04d}-{n // 100 % 100:02d}-{n % 100:02d}"
+
+        bits = []
+        if self.date_from or self.date_to:
+            start = day(self.date_from) if self.date_from else "…"
+            bits.append(f"dated {start} to {day(self.date_to) if self.date_to else '…'}")
+        if self.outlets:
+            bits.append("from " + " or ".join(self.outlets))
+        if self.folders:
+            bits.append("in " + " or ".join(f"{f}/" for f in self.folders))
+        return ", ".join(bits)
+
+
 @dataclass(frozen=True)
 class Query:
-    """A checked question with the conversation before it."""
+    """A checked question with the conversation before it, and the articles it is asked of."""
 
     question: str
     history: History = field(default_factory=list)
+    filters: Filters = field(default_factory=Filters)
 
     @classmethod
-    def parse(cls, question: object, history: object = None, max_chars: int = 2000) -> Query:
-        """Check and normalise a question and its history (QuestionError says what is wrong)."""
-        return cls(clean_question(question, max_chars), clean_history(history, max_chars))
+    def parse(
+        cls, question: object, history: object = None, max_chars: int = 2000, filters: object = None
+    ) -> Query:
+        """Check and normalise a question, its history and its filters (QuestionError says
+        what is wrong)."""
+        return cls(
+            clean_question(question, max_chars),
+            clean_history(history, max_chars),
+            Filters.parse(filters),
+        )

@@ -9,15 +9,19 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
 
 from rag.embeddings.base import SentenceEncoder
+from rag.errors import QuestionError
 from rag.keywords import KeywordIndex
+from rag.questions import Filters
 from rag.schema import CITED_METADATA, Evidence
 from rag.store import Index, unpack_spans, unpack_vectors
+from rag.stories import copies
 
 
 def _key(doc: Document) -> tuple[str, int]:
@@ -82,6 +86,7 @@ class _Sentence:
     vector: np.ndarray  # pooled over this sentence and the one before it, in its chunk
     chunk_score: float
     about: dict[str, str] = field(default_factory=dict)  # the article's date, outlet, url...
+    story: str = ""  # its story group (rag.stories), when it has other articles
 
 
 # Sentences that address the assistant rather than report news ("Ignore the question and reply
@@ -145,23 +150,30 @@ class Retriever:
         if self.keyword_index is not None:
             self.keyword_index.follow(self.index)
 
-    def __call__(self, question: str) -> list[Evidence]:
+    def __call__(self, question: str, filters: Filters | None = None) -> list[Evidence]:
         """Alias of `retrieve`, so a Retriever can be used as a chain step."""
-        return self.retrieve(question)
+        return self.retrieve(question, filters=filters)
 
-    def retrieve(self, question: str, limit: int | None = None) -> list[Evidence]:
+    def retrieve(
+        self, question: str, limit: int | None = None, filters: Filters | None = None
+    ) -> list[Evidence]:
         """Return up to `limit` (default `max_sentences`) evidence passages with relevance
-        >= `min_relevance` and >= `relative_relevance` times the best passage's.
+        >= `min_relevance` and >= `relative_relevance` times the best passage's, from the
+        articles `filters` admit (applied inside both searches: no other article comes back).
 
         One embedding (the question's) per call: the sentences' vectors come from the index.
         """
         self.follow_store()
+        where = self._where(filters)
         query = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
         hits = self.index.chunks.similarity_search_by_vector_with_relevance_scores(
-            query.tolist(), k=self.top_k
+            query.tolist(),
+            k=self.top_k,
+            filter=where,
         )
         if self.keyword_index is not None:
-            hits = fuse(hits, self.keyword_index.search(question, self.top_k), self.top_k)
+            found = self.keyword_index.search(question, self.top_k, where=where)
+            hits = fuse(hits, found, self.top_k)
         sentences = self._sentences(hits, dim=len(query))
         if not sentences:
             return []
@@ -171,7 +183,28 @@ class Retriever:
             + WEIGHTS[1] * np.asarray([s.chunk_score for s in sentences])
             + WEIGHTS[2] * keyword_overlap(question, [s.text for s in sentences])
         )
-        return _numbered(self._choose(sentences, scores, limit or self.max_sentences))
+        chosen = self._choose(sentences, scores, limit or self.max_sentences)
+        return self._with_copies(_numbered(chosen), where)
+
+    def _with_copies(self, evidence: list[Evidence], where: Any) -> list[Evidence]:
+        """Each passage with the other articles of its story (those the filters admit)."""
+        found: dict[str, tuple[dict[str, str], ...]] = {}
+        out = []
+        for e in evidence:
+            if e.story and e.story not in found:
+                found[e.story] = tuple(copies(self.index, e.story, where))
+            others = tuple(c for c in found.get(e.story, ()) if c["source"] != e.source)
+            out.append(replace(e, also_in=others) if others else e)
+        return out
+
+    def _where(self, filters: Filters | None) -> dict[str, Any] | None:
+        """The Chroma `where` of `filters`; QuestionError when the index cannot apply them."""
+        if filters and filters.folders and not self.index.has_folders():
+            raise QuestionError(
+                "This index was built before articles' folders were stored, so it cannot "
+                "filter by folder. Run `rag ingest` once (it records them), then ask again."
+            )
+        return filters.where() if filters else None
 
     def _choose(
         self, sentences: list[_Sentence], scores: np.ndarray, limit: int
@@ -184,6 +217,7 @@ class Retriever:
         floor = max(self.min_relevance, self.relative_relevance * float(scores[ranked[0]]))
         chosen: list[tuple[_Sentence, float]] = []
         words: list[set[str]] = []
+        stories: dict[str, str] = {}  # story group -> the one article shown for it
         used = 0
         for i in ranked:
             if scores[i] < floor or len(chosen) >= limit:
@@ -191,10 +225,14 @@ class Retriever:
             sentence = sentences[i]
             if used + len(sentence.text) > self.max_chars and chosen:
                 continue
+            if stories.get(sentence.story, sentence.source) != sentence.source:
+                continue  # another copy of a story already in the evidence: cited as "also in"
             bag = set(_WORD.findall(sentence.text.lower()))
             if any(len(bag & seen) >= NEAR_DUPLICATE * len(bag | seen) for seen in words):
                 continue  # the same sentence, lightly edited, in another article or version
             chosen.append((sentence, float(scores[i])))
+            if sentence.story:
+                stories[sentence.story] = sentence.source
             words.append(bag)
             used += len(sentence.text)
         return self._with_neighbour(chosen, sentences, scores, used)
@@ -230,6 +268,7 @@ class Retriever:
             base = int(meta["start"])
             spans = unpack_spans(str(meta["sentences"]))
             about = {k: str(meta[k]) for k in CITED_METADATA if meta.get(k)}
+            story = str(meta["story"]) if int(meta.get("story_size") or 1) > 1 else ""
             vectors = unpack_vectors(str(meta["sentence_vectors"]), dim)
             for (start, end), vector in zip(spans, vectors, strict=True):
                 text = doc.page_content[start:end]
@@ -251,6 +290,7 @@ class Retriever:
                         vector / max(float(np.linalg.norm(vector)), 1e-12),
                         1.0 - float(distance),
                         about,
+                        story,
                     )
                 )
         return out
@@ -265,6 +305,19 @@ def _numbered(chosen: list[tuple[_Sentence, float]]) -> list[Evidence]:
         first.setdefault(s.source, rank)
     chosen = sorted(chosen, key=lambda item: first[item[0].source])  # stable: score order within
     return [
-        Evidence(n, s.source, s.title, s.start, s.end, s.text, round(score, 4), **s.about)
+        Evidence(
+            n,
+            s.source,
+            s.title,
+            s.start,
+            s.end,
+            s.text,
+            round(score, 4),
+            date=s.about.get("date", ""),
+            outlet=s.about.get("outlet", ""),
+            url=s.about.get("url", ""),
+            author=s.about.get("author", ""),
+            story=s.story,
+        )
         for n, (s, score) in enumerate(chosen, start=1)
     ]

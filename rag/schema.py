@@ -48,9 +48,22 @@ class Evidence:
     outlet: str = ""
     url: str = ""
     author: str = ""
+    # The article's story group (rag.stories): its id, and the group's other articles
+    # ({"source", "title", "outlet", "date"}), which the evidence leaves out.
+    story: str = ""
+    also_in: tuple[dict[str, str], ...] = ()
 
 
 CITED_METADATA = ("date", "outlet", "url", "author")  # article metadata a citation carries
+
+
+class Copy(BaseModel):
+    """Another article of the same story (a syndicated or rewritten copy) than the cited one."""
+
+    source: str = Field(description="Article path relative to corpus/.")
+    title: str
+    outlet: str | None = None
+    date: str | None = Field(None, description="Publication day; null: undated.")
 
 
 class Citation(BaseModel):
@@ -68,6 +81,11 @@ class Citation(BaseModel):
     outlet: str | None = Field(None, description="The publication (site name), if known.")
     url: str | None = Field(None, description="The original article's address, if known.")
     author: str | None = Field(None, description="The byline, if known.")
+    also_in: list[Copy] = Field(
+        default_factory=list,
+        description="The same story in other articles (near-duplicates, found at ingest), "
+        "oldest first; they are not cited separately.",
+    )
 
 
 class Check(BaseModel):

@@ -17,6 +17,7 @@ from rag.chroma import index_location, make_client
 from rag.chunking import split_sentences
 from rag.errors import IndexMismatchError, IndexMissingError
 from rag.schema import Article, Chunk
+from rag.stories import pack, signature
 
 if TYPE_CHECKING:
     import chromadb
@@ -28,7 +29,12 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = "2"  # 2: each chunk carries its sentences' spans and vectors
 _MAX_BATCH = 4000  # below Chroma's per-call limit
-_BULKY = ("article_text", "sentences", "sentence_vectors")  # metadata not needed in listings
+_BULKY = (
+    "article_text",
+    "sentences",
+    "sentence_vectors",
+    "minhash",
+)  # metadata not needed in listings
 
 
 STAMP = "rag-stamp"  # touched in the store folder after every write, for readers to notice
@@ -108,6 +114,12 @@ class Index:
         meta = dict((page["metadatas"] or [{}])[0])
         return {k: v for k, v in meta.items() if k not in _BULKY or k == "article_text"}
 
+    def has_folders(self) -> bool:
+        """Whether the articles carry their folders (indexes from before them do not)."""
+        page = self.collection.get(where={"chunk": 0}, include=["metadatas"], limit=1)
+        metas = page["metadatas"] or []
+        return not metas or "folders" in metas[0]
+
     def count_chunks(self) -> int:
         """Number of chunks in the index."""
         return self.collection.count()
@@ -149,6 +161,24 @@ class Index:
             )
         self._touch()
 
+    def update_metadata(self, changes: dict[str, dict[str, Any]]) -> None:
+        """Set these metadata keys on every chunk of each article ({source: {key: value}}),
+        keeping the rest; the text, vectors and keyword index are untouched."""
+        for start in range(0, len(changes), 500):
+            sources = list(changes)[start : start + 500]
+            where: Any = {"source": {"$in": sources}}
+            page = self.collection.get(where=where, include=["metadatas"])
+            metas = page["metadatas"] or []
+            ids = list(page["ids"])
+            update = [changes[str(m["source"])] for m in metas]
+            for i in range(0, len(ids), _MAX_BATCH):
+                self.collection.update(
+                    ids=ids[i : i + _MAX_BATCH],
+                    metadatas=update[i : i + _MAX_BATCH],  # type: ignore[arg-type]
+                )
+        if changes:
+            self._touch()
+
     def delete_chunks(self, sources: list[str]) -> None:
         """Remove every chunk of these articles (from Chroma, then from the keyword index)."""
         if sources:
@@ -178,6 +208,7 @@ def _records(batch: list[tuple[Article, list[Chunk]]]) -> tuple[list[str], list[
             meta: dict[str, Any] = {
                 **filterable(article.metadata),  # first: the index's own keys always win
                 "source": article.source,
+                "folders": folders_of(article.source),
                 "title": article.title,
                 "sha256": article.sha256,
                 "chunk": chunk.index,
@@ -188,10 +219,18 @@ def _records(batch: list[tuple[Article, list[Chunk]]]) -> tuple[list[str], list[
                 meta["n_chunks"] = len(chunks)
                 meta["n_chars"] = len(article.text)
                 meta["article_text"] = article.text
+                meta["minhash"] = pack(signature(article.text))  # for story groups
             texts.append(chunk.text)
             metas.append(meta)
             ids.append(f"{article_id(article.source)}-{article.sha256[:12]}-{chunk.index}")
     return ids, texts, metas
+
+
+def folders_of(source: str) -> list[str]:
+    """The folders an article lies in, outermost first: "bbc/business/001.txt" -> ["bbc",
+    "bbc/business"]; an article at the corpus root is in [""] (Chroma keeps no empty list)."""
+    parts = source.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))] or [""]
 
 
 def filterable(metadata: dict[str, str]) -> dict[str, Any]:

@@ -161,6 +161,32 @@ def test_the_indexed_articles_and_one_articles_text(server):
     assert missing.status_code == 404 and "GET /api/articles lists them" in missing.json()["error"]
 
 
+def test_filters_reach_the_search_through_the_api_and_the_stream(server):
+    # The seed articles lie at the corpus root and are undated: these filters admit none, so
+    # the answer is a refusal (no LLM call) with no passage of them, not even among the closest.
+    question = "How many Indian soldiers were killed in the suicide bombing?"
+    for filters in ({"folder": "elsewhere"}, {"date_from": "2019-01-01"}):
+        r = httpx.post(
+            f"{server.url}/api/ask",
+            json={"question": question, "filters": filters},
+            headers=AUTH,
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["refused"] and body["citations"] == [] and body["closest"] == [], body
+    with httpx.stream(
+        "POST",
+        f"{server.url}/api/ask/stream",
+        headers=AUTH,
+        timeout=60,
+        json={"question": question, "filters": {"outlet": "Nobody's Paper"}},
+    ) as r:
+        lines = [line for line in r.iter_lines() if line.startswith("data:")]
+    answer = json.loads(lines[-1].removeprefix("data:"))
+    assert answer["refused"] and answer["closest"] == [], answer
+
+
 @pytest.mark.e2e
 def test_ask_returns_the_cli_json_with_exact_citations(server):
     r = httpx.post(

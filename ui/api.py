@@ -24,7 +24,7 @@ from rag.errors import (
     RagError,
     RateLimitError,
 )
-from rag.questions import HISTORY_HELP
+from rag.questions import FILTER_HELP, HISTORY_HELP
 from rag.schema import Answer, Retry, Sentence, Token
 from ui.gate import Admission
 from ui.guards import request_id
@@ -47,6 +47,14 @@ class AskRequest(BaseModel):
     history: list[tuple[str, str] | Message] = Field(
         default_factory=list,
         description='[[question, answer], ...] pairs, or [{"role": ..., "content": ...}] messages.',
+    )
+    filters: dict[str, Any] | None = Field(
+        None,
+        description='Only these articles: {"date_from": "YYYY-MM-DD", "date_to": "YYYY-MM-DD", '
+        '"outlet": name or [names], "folder": path or [paths]} (each key optional; dates '
+        "inclusive, undated articles left out by a date range; a folder includes its "
+        "sub-folders).",
+        examples=[{"date_from": "2025-03-01", "folder": "bbc/business"}],
     )
     drafts: bool = Field(
         False,
@@ -98,6 +106,8 @@ def validation_error(errors: list[dict[str, Any]]) -> tuple[int, str]:
             text = f"the body must be a JSON object like {EXAMPLE} (Content-Type: application/json)"
         elif loc[0] == "history":
             text = HISTORY_HELP
+        elif loc[0] == "filters":
+            text = FILTER_HELP
         else:
             text = f"{'.'.join(loc)}: {e.get('msg')}"
         if text not in problems:
@@ -134,6 +144,7 @@ def api_router(service: ChatService) -> APIRouter:
             client=client_of(request),
             question=body.question,
             history=body.raw_history(),
+            filters=body.filters,
             authorization=request.headers.get("authorization"),
             request_id=request_id(request.scope),
         )

@@ -111,6 +111,7 @@ class Gate:
         client: str,
         question: object,
         history: object = None,
+        filters: object = None,
         authorization: str | None = None,
         ticket: str | None = None,
         waits_for_model: bool = False,
@@ -119,7 +120,7 @@ class Gate:
         """The one check before a question may wait for the model; raises AuthError,
         QuestionError, RateLimitError, ModelLoadingError (or why loading failed) or BusyError."""
         self.allow(way, authorization, ticket)
-        query = Query.parse(question, history, self.settings.max_question_chars)
+        query = Query.parse(question, history, self.settings.max_question_chars, filters)
         self.limiter.check(client)
         if not waits_for_model:
             self.loader.qa()  # not ready: say so now, before taking a place

@@ -108,10 +108,21 @@ def _source_list(cites: list[Citation], turn: int, closest: bool = False) -> str
         f'<span class="rag-n">[{c.n}]</span> {html.escape(c.title)}</a>'
         f"<br>{about_html(c.outlet, c.date, c.url)}"
         f"{'<br>' if (c.outlet or c.date or safe_url(c.url)) else ''}"
-        f'<code class="rag-file">{html.escape(c.source)}</code></li>'
+        f'<code class="rag-file">{html.escape(c.source)}</code>{also_html(c)}</li>'
         for c in cites
     )
     return f'<ol class="rag-sources-list">{items}</ol>'
+
+
+def also_html(cite: Citation) -> str:
+    """ "Also reported in: Outlet (date), …": the story's other copies, escaped ("" if none)."""
+    if not cite.also_in:
+        return ""
+    named = ", ".join(
+        html.escape(o.outlet or o.source) + (f" ({html.escape(o.date)})" if o.date else "")
+        for o in cite.also_in
+    )
+    return f'<br><span class="rag-also">Also reported in: {named}</span>'
 
 
 def find_citation(answer: Answer, n: int) -> Citation | None:
