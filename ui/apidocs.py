@@ -25,6 +25,12 @@ from ui.guards import BEARER_HELP
 from ui.openai_api import _completion as completion
 
 ASSETS = "/docs-assets"
+# The pages may load only from this server: ReDoc's bundle shows a logo from cdn.redoc.ly
+# (it hides itself when the image fails), and nothing else may reach out either.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
 GET_HEAD = ["GET", "HEAD"]
 
 ANSWER_EXAMPLE: dict[str, Any] = {
@@ -161,25 +167,29 @@ def add_docs(app: FastAPI) -> None:
     @app.api_route("/docs", methods=GET_HEAD, include_in_schema=False)
     def swagger(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=root + spec_url,
-            title=f"{app.title} - API",
-            swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
-            # No badge from validator.swagger.io: nothing is fetched from outside.
-            swagger_ui_parameters={"validatorUrl": None, "defaultModelsExpandDepth": 0},
+        return _local_only(
+            get_swagger_ui_html(
+                openapi_url=root + spec_url,
+                title=f"{app.title} - API",
+                swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
+                swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
+                # No badge from validator.swagger.io: nothing is fetched from outside.
+                swagger_ui_parameters={"validatorUrl": None, "defaultModelsExpandDepth": 0},
+            )
         )
 
     @app.api_route("/redoc", methods=GET_HEAD, include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(
-            openapi_url=root + spec_url,
-            title=f"{app.title} - API",
-            redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS}/favicon.png",
-            with_google_fonts=False,
+        return _local_only(
+            get_redoc_html(
+                openapi_url=root + spec_url,
+                title=f"{app.title} - API",
+                redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
+                redoc_favicon_url=f"{root}{ASSETS}/favicon.png",
+                with_google_fonts=False,
+            )
         )
 
     def openapi() -> dict[str, Any]:
@@ -194,6 +204,12 @@ def add_docs(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _local_only(page: HTMLResponse) -> HTMLResponse:
+    """The page, with a CSP that lets the browser load nothing from elsewhere."""
+    page.headers["Content-Security-Policy"] = DOCS_CSP
+    return page
 
 
 def complete(spec: dict[str, Any]) -> dict[str, Any]:
