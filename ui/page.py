@@ -42,6 +42,16 @@ body:has(.rag-widget) footer { display: none !important; }
 .rag-sources-list { list-style: none; padding-left: 0; }
 .rag-about { font-size: .85em; color: var(--body-text-color-subdued); }
 a.rag-original { font-weight: 600; }
+/* WCAG AA contrast (4.5:1) for hints, labels, placeholders and the Ask button; Gradio's
+   defaults are 1.9:1 and 2.8:1 on white. */
+.gradio-container { --body-text-color-subdued: #5b5b66; --input-placeholder-color: #5b5b66;
+  --block-label-text-color: #4b4b55; --block-info-text-color: #5b5b66;
+  --button-primary-background-fill: #b93d0a; --button-primary-background-fill-hover: #9a3412;
+  --button-primary-text-color: #ffffff; --button-primary-border-color: #b93d0a; }
+.dark .gradio-container { --body-text-color-subdued: #b8b8c2; --input-placeholder-color: #b8b8c2;
+  --block-label-text-color: #c4c4cc; --block-info-text-color: #b8b8c2; }
+.gradio-container footer, .gradio-container footer a, .gradio-container .show-api {
+  color: var(--body-text-color-subdued) !important; }
 #rag-notice { background: #fff4d6; color: #3b2f00; border-left: 4px solid #e0a400;
   border-radius: 4px; padding: .4em .7em; }
 """
@@ -95,6 +105,19 @@ LOAD_JS = """() => {
   }
   return [JSON.stringify({snapshot: saved, lost: lost})];
 }"""
+
+# In the page's <head>: Gradio's chat examples are buttons in a role="list" (an ARIA error for
+# screen readers); they become a labelled group.
+HEAD = """<script>(() => {
+  const fix = () => document.querySelectorAll('.examples[role="list"]').forEach((el) => {
+    el.setAttribute('role', 'group');
+    el.setAttribute('aria-label', 'Example questions');
+  });
+  new MutationObserver(fix).observe(document.documentElement, {childList: true, subtree: true});
+})();</script>"""
+
+# After an answer, the focus goes back to the question box (it was disabled meanwhile).
+FOCUS_JS = "() => { document.querySelector('#rag-question textarea')?.focus(); }"
 
 SCROLL_JS = """
 watch('value', () => {
@@ -161,6 +184,7 @@ def _layout(handlers: ChatHandlers, compact: bool) -> ChatParts:
             )
             with gr.Row():
                 box = gr.Textbox(
+                    label="Your question about the articles",  # its accessible name
                     placeholder="Ask about the articles…",
                     show_label=False,
                     lines=1,
@@ -213,7 +237,7 @@ def _wire(demo: gr.Blocks, c: ChatParts, h: ChatHandlers) -> None:
     runs = [trigger(**step1).then(**step2) for trigger in (c.box.submit, c.send.click)]
     runs.append(c.chatbot.example_select(h.add_example, [c.turns], added, **private).then(**step2))
     for run in runs:
-        run.then(lambda: locks(True), None, locked, **private)
+        run.then(lambda: locks(True), None, locked, **private).then(None, js=FOCUS_JS, **private)
     reset = [c.chatbot, c.turns, c.pending, c.sources, c.viewer, c.saved, c.notice, *locked]
     c.new.click(h.new_chat, None, reset, cancels=runs, **private)
     c.chatbot.clear(h.new_chat, None, reset, cancels=runs, **private)
