@@ -24,7 +24,8 @@ LLM_GROUP = "llm"  # one concurrency group for every event that uses the LLM
 
 CSS = """
 .rag-status p { margin: 0; }
-a.rag-cite { font-size: .85em; font-weight: 600; text-decoration: none; padding: 0 .2em;
+a.rag-cite { font-size: .85em; font-weight: 600; text-decoration: none; padding: 0 .1em;
+  font-family: inherit; letter-spacing: 0;  /* no gap before the final period: "[1]." */
   border-radius: 4px; background: var(--color-accent-soft); cursor: pointer; }
 a.rag-cite:hover, a.rag-source:hover { text-decoration: underline; }
 .rag-sources-list { margin: .3em 0; }
