@@ -39,3 +39,15 @@ def test_a_wrong_method_is_405_with_the_allowed_ones(client, method, path, allow
 def test_an_unknown_path_is_still_404(client):
     r = client.get("/nope")
     assert r.status_code == 404 and "/docs" in r.json()["error"]
+
+
+def test_a_refused_embedder_is_told_which_setting_to_change(client):
+    framed = {"Sec-Fetch-Dest": "iframe", "Referer": "https://wiki.corp.example/page"}
+    r = client.get("/widget", headers=framed)
+    assert r.status_code == 403
+    assert "https://wiki.corp.example" in r.text and "RAG_ALLOWED_ORIGINS" in r.text
+    assert "frame-ancestors" not in r.headers["content-security-policy"]  # any page may show it
+    assert "rag-question" not in r.text
+    allowed = {"Sec-Fetch-Dest": "iframe", "Referer": "http://localhost:5000/"}
+    assert client.get("/widget", headers=allowed).status_code == 200
+    assert client.get("/widget", headers={"Sec-Fetch-Dest": "iframe"}).status_code == 200  # CSP
