@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 import gradio as gr
 
+from rag.errors import SettingsError
+from rag.settings import Settings
 from ui.chat import VIEWER_EMPTY, ChatHandlers, locks
-from ui.render import empty_html, sources_html
+from ui.render import empty_html, escape_markdown, sources_html
 from ui.service import ChatService
 
 EXAMPLES = [
@@ -128,6 +130,30 @@ watch('value', () => {
 """
 
 
+def contrast_with_white(color: str) -> float:
+    """WCAG contrast ratio of white text on `color` ("#rrggbb")."""
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05)
+
+
+def widget_css(settings: Settings) -> str:
+    """The widget's accent colour (RAG_WIDGET_COLOR) as CSS; SettingsError if white text on
+    it would be hard to read."""
+    color = settings.widget_color
+    if not color:
+        return ""
+    ratio = contrast_with_white(color)
+    if ratio < 4.5:
+        raise SettingsError(
+            f"RAG_WIDGET_COLOR={color} gives white text a contrast of only {ratio:.1f}:1; "
+            "readable text needs 4.5:1. Choose a darker colour (e.g. #1d4ed8)."
+        )
+    names = ("background-fill", "background-fill-hover", "border-color")
+    props = " ".join(f"--button-primary-{n}: {color};" for n in names)
+    return f"\n.gradio-container .rag-widget {{ {props} --color-accent: {color}; }}"
+
+
 def build_blocks(service: ChatService) -> gr.Blocks:
     """The whole UI: the chat page at "/" and the widget page at "/widget"."""
     handlers = ChatHandlers(service)
@@ -141,6 +167,7 @@ def build_blocks(service: ChatService) -> gr.Blocks:
     with demo.route("Widget", "/widget", show_in_navbar=False):
         gr.Navbar(visible=False)  # type: ignore[attr-defined]
         with gr.Column(elem_classes="rag-widget"):
+            gr.Markdown(f"### {escape_markdown(service.settings.widget_title)}")
             _wire(demo, _layout(handlers, compact=True), handlers)
     return demo
 

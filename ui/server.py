@@ -135,7 +135,7 @@ def _mount_page(app: FastAPI, blocks: Any, settings: Settings) -> None:
     """The Gradio chat page at "/" and the widget at "/widget"."""
     import gradio as gr
 
-    from ui.page import CSS, HEAD
+    from ui.page import CSS, HEAD, widget_css
 
     # Gradio's queue hands each question to the gate at once (the LLM group has no Gradio
     # limit); its size is only a backstop against a flood of joins. api_open=False: queued
@@ -147,7 +147,7 @@ def _mount_page(app: FastAPI, blocks: Any, settings: Settings) -> None:
             app,
             blocks,
             path="/",
-            css=CSS,
+            css=CSS + widget_css(settings),
             head=HEAD,
             footer_links=["api"],
             run_history=False,
