@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.server_fixtures import SlowLlm, ask_and_wait, ingested_store, open_chat, ready_server
-from ui.chat import EMPTY_QUESTION
+from ui.chat import EMPTY_QUESTION, VIEWER_EMPTY
 
 pytest_plugins = ["tests.browser_fixtures"]
 pytestmark = pytest.mark.browser
@@ -62,3 +62,11 @@ def test_no_serious_accessibility_violations_and_the_small_things(server, page, 
     assert _severe(page) == []  # with an answer, its sources and the notice shown
     page.screenshot(path=str(tmp_path / "answered.png"))
     assert "Error" not in page.locator("#rag-chatbot").inner_text()
+    quotes = page.locator("#rag-sources .rag-quote")  # each source with its passage
+    assert quotes.count() >= 1 and quotes.first.inner_text().strip()
+    page.locator("#rag-sources a.rag-source").first.click()
+    page.locator("#rag-viewer mark#rag-passage").wait_for(timeout=30_000)
+    ask_and_wait(page, "Who announced the release of the captured pilot?")
+    # The article of the previous answer does not stay: the viewer waits for a new click.
+    assert page.locator("#rag-viewer mark#rag-passage").count() == 0
+    assert VIEWER_EMPTY in page.locator("#rag-viewer").inner_text()

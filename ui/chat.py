@@ -157,9 +157,11 @@ class ChatHandlers:
         question = (question or "").strip()
         if not question:  # say so, rather than nothing; the box keeps the focus
             skip = gr.skip()
-            return skip, skip, "", skip, gr.Markdown(EMPTY_QUESTION, visible=True), skip, skip
+            notice = gr.Markdown(EMPTY_QUESTION, visible=True)
+            return skip, skip, "", skip, notice, skip, skip, skip
         kept = snapshot(turns, question)
-        return "", messages(turns, question, None), question, kept, hidden(), *locks(False)
+        viewer = empty_html(VIEWER_EMPTY)  # the previous answer's article goes with it
+        return "", messages(turns, question, None), question, kept, hidden(), *locks(False), viewer
 
     @masked
     def add_example(self, turns: Turns, evt: gr.SelectData) -> tuple[Any, ...]:

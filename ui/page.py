@@ -45,6 +45,8 @@ body:has(.rag-widget) footer { display: none !important; }
 .rag-sources-list { list-style: none; padding-left: 0; }
 .rag-about { font-size: .85em; color: var(--body-text-color-subdued); }
 a.rag-original { font-weight: 600; }
+.rag-quote { margin: .2em 0 0 .4em; padding-left: .6em; font-size: .9em;
+  border-left: 3px solid var(--border-color-primary); color: var(--body-text-color-subdued); }
 /* WCAG AA contrast (4.5:1) for hints, labels, placeholders and the Ask button; Gradio's
    defaults are 1.9:1 and 2.8:1 on white. */
 .gradio-container { --body-text-color-subdued: #5b5b66; --input-placeholder-color: #5b5b66;
@@ -251,7 +253,7 @@ def _wire(demo: gr.Blocks, c: ChatParts, h: ChatHandlers) -> None:
     ticket (ui.gradio_routes)."""
     locked = [c.box, c.send]
     private: dict[str, Any] = {"queue": False, "api_visibility": "private"}
-    added = [c.box, c.chatbot, c.pending, c.saved, c.notice, *locked]
+    added = [c.box, c.chatbot, c.pending, c.saved, c.notice, *locked, c.viewer]
     step1 = dict(fn=h.add_question, inputs=[c.box, c.turns], outputs=added, **private)
     step2 = dict(
         fn=h.respond,
