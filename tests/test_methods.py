@@ -51,3 +51,10 @@ def test_a_refused_embedder_is_told_which_setting_to_change(client):
     allowed = {"Sec-Fetch-Dest": "iframe", "Referer": "http://localhost:5000/"}
     assert client.get("/widget", headers=allowed).status_code == 200
     assert client.get("/widget", headers={"Sec-Fetch-Dest": "iframe"}).status_code == 200  # CSP
+
+
+def test_pages_send_one_csp_with_frame_ancestors(client):
+    for path in ("/", "/widget", "/docs", "/redoc"):
+        policies = client.get(path).headers.get_list("content-security-policy")
+        assert len(policies) == 1 and "frame-ancestors 'self'" in policies[0], path
+    assert "default-src 'self'" in client.get("/docs").headers["content-security-policy"]

@@ -217,8 +217,12 @@ class OriginGuard:
             if message["type"] == "http.response.start":
                 out = list(message.get("headers") or [])
                 ctype = dict(out).get(b"content-type", b"")
-                if ctype.startswith(b"text/html"):
-                    out.append((b"content-security-policy", self.csp))
+                if ctype.startswith(b"text/html"):  # one CSP header: the page's policy, if any
+                    csp = b"; ".join([v for k, v in out if k == b"content-security-policy"])
+                    out = [(k, v) for k, v in out if k != b"content-security-policy"]
+                    out.append(
+                        (b"content-security-policy", b"; ".join(filter(None, [csp, self.csp])))
+                    )
                     if self.frame_options:  # for browsers without CSP; others ignore it
                         out.append((b"x-frame-options", self.frame_options))
                 if message["status"] == 503 and b"retry-after" not in dict(out):
