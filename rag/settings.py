@@ -155,6 +155,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra origins that may embed the widget and call the API.",
     )
+    widget_title: str = Field(
+        "Ask the news archive", max_length=80, description="The heading of the widget (/widget)."
+    )
+    widget_color: str | None = Field(
+        None,
+        pattern=r"^#[0-9a-fA-F]{6}$",
+        description='The widget\'s accent colour (the Ask button), e.g. "#1d4ed8"; it must '
+        "keep white text readable (contrast 4.5:1 or more). Unset: the page's.",
+    )
     api_token: SecretStr | None = Field(
         None, description="Bearer token required by /api/*, /v1/*, /mcp and Gradio's /ask."
     )

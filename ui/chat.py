@@ -128,6 +128,9 @@ def waiting_note(waiting: Waiting) -> str:
     return f"*Waiting for the model: {n} question{'s' * (n != 1)} ahead of yours…*"
 
 
+EMPTY_QUESTION = "Type a question first, then press Enter or Ask."
+
+
 def hidden() -> Any:
     """An update that hides the notice line."""
     return gr.Markdown(visible=False)
@@ -152,11 +155,13 @@ class ChatHandlers:
     def add_question(self, question: str, turns: Turns) -> tuple[Any, ...]:
         """Show the question at once, lock the input, and hand it to `respond`."""
         question = (question or "").strip()
-        if not question:
+        if not question:  # say so, rather than nothing; the box keeps the focus
             skip = gr.skip()
-            return skip, skip, "", skip, skip, skip, skip
+            notice = gr.Markdown(EMPTY_QUESTION, visible=True)
+            return skip, skip, "", skip, notice, skip, skip, skip
         kept = snapshot(turns, question)
-        return "", messages(turns, question, None), question, kept, hidden(), *locks(False)
+        viewer = empty_html(VIEWER_EMPTY)  # the previous answer's article goes with it
+        return "", messages(turns, question, None), question, kept, hidden(), *locks(False), viewer
 
     @masked
     def add_example(self, turns: Turns, evt: gr.SelectData) -> tuple[Any, ...]:

@@ -37,6 +37,7 @@ READS = {
 READ_PREFIXES = ("/assets/", "/static/", "/svelte/", "/gradio_api/heartbeat/")
 EVENTS = ("/gradio_api/queue/join", "/gradio_api/run/")
 CANCEL = "/gradio_api/cancel"
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 # Added first in <head>: the page's requests to Gradio carry the ticket. Not a secret (see
 # ui.gate.page_ticket); it makes a call of the page's handlers one that came from the page.
@@ -68,24 +69,42 @@ class GradioRoutes:
         self.routes = routes  # the app's routes: its own pass on, with their own guards
         self.script = (TICKET_JS % json.dumps(gate.ticket)).encode()
 
-    def _own(self, scope) -> bool:
-        """Whether one of the app's own routes (not Gradio's mount at "/") takes this path:
-        /api/*, /healthz, /docs, and whatever routes are added later (each uses the gate)."""
+    def _own(self, scope) -> Any:
+        """How one of the app's own routes (not Gradio's mount at "/") takes this path:
+        /api/*, /healthz, /docs, and whatever routes are added later (each uses the gate).
+        Match.FULL, Match.PARTIAL (the path, with another method) or Match.NONE."""
         from starlette.routing import Match, Mount
 
-        return any(
-            not (isinstance(route, Mount) and route.path == "")
-            and route.matches(scope)[0] != Match.NONE
+        found = [
+            route.matches(scope)[0]
             for route in self.routes
-        )
+            if not (isinstance(route, Mount) and route.path == "")
+        ]
+        return max(found, default=Match.NONE, key=lambda m: m.value)
+
+    def _allowed(self, scope) -> str:
+        """The methods the app's own routes serve at this path (for a 405's Allow)."""
+        from starlette.routing import Match
+
+        methods = [m for m in METHODS if self._own({**scope, "method": m}) == Match.FULL]
+        return ", ".join(methods + (["HEAD"] if "GET" in methods else []))
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        from starlette.routing import Match
+
+        if scope["method"] == "HEAD":  # HEAD wherever GET is served: GET without the body
+            scope, send = {**scope, "method": "GET"}, _headers_only(send)
         path, method = scope["path"], scope["method"]
-        reads = method in ("GET", "HEAD")
-        if method == "OPTIONS" or self._own(scope):
+        reads = method == "GET"
+        own = self._own(scope)
+        if own == Match.PARTIAL and method != "OPTIONS":
+            allow = self._allowed(scope)
+            error = f"{method} is not served at {path}; use {allow}. The API is at /docs."
+            await send_json_error(send, 405, error, {"Allow": allow})
+        elif method == "OPTIONS" or own == Match.FULL:
             await self.app(scope, receive, send)
         elif reads and path in PAGES:
             await self.app(scope, receive, self._with_ticket(send))
@@ -198,3 +217,17 @@ class GradioRoutes:
             await send({"type": "http.response.body", "body": page})
 
         return send_page
+
+
+def _headers_only(send):
+    """`send` for a HEAD request: the response's status and headers (Content-Length as for
+    GET), never its body."""
+
+    async def send_head(message) -> None:
+        if message["type"] == "http.response.body":
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send(message)
+
+    return send_head

@@ -7,6 +7,7 @@ and the per-client rate limit (`RateLimiter`).
 from __future__ import annotations
 
 import hmac
+import html
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from rag.errors import RateLimitError, SettingsError
 from rag.settings import Settings
@@ -187,6 +189,16 @@ class OriginGuard:
         """True for the allowed origins (the allowed hosts' and `allowed_origins`)."""
         return bool(self.allowed.fullmatch(origin))
 
+    def refused_embedder(self, path: str, headers: dict[bytes, bytes]) -> str | None:
+        """The origin of a page that frames the widget without being allowed to (from the
+        browser's Sec-Fetch-Dest and Referer), else None. Without a Referer, the browser's own
+        refusal (CSP frame-ancestors) stands."""
+        if path not in ("/widget", "/widget/") or headers.get(b"sec-fetch-dest") != b"iframe":
+            return None
+        parts = urlsplit(headers.get(b"referer", b"").decode("latin-1"))
+        embedder = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+        return embedder if embedder and not self.origin_ok(embedder) else None
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -196,13 +208,21 @@ class OriginGuard:
         if origin and scope["method"] not in _SAFE_METHODS and not self.origin_ok(origin):
             await send_json_error(send, 403, f"Requests from {origin[:200]} are not allowed.")
             return
+        embedder = self.refused_embedder(scope["path"], headers)
+        if embedder is not None:
+            await send_refused_embed(send, embedder)
+            return
 
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":
                 out = list(message.get("headers") or [])
                 ctype = dict(out).get(b"content-type", b"")
-                if ctype.startswith(b"text/html"):
-                    out.append((b"content-security-policy", self.csp))
+                if ctype.startswith(b"text/html"):  # one CSP header: the page's policy, if any
+                    csp = b"; ".join([v for k, v in out if k == b"content-security-policy"])
+                    out = [(k, v) for k, v in out if k != b"content-security-policy"]
+                    out.append(
+                        (b"content-security-policy", b"; ".join(filter(None, [csp, self.csp])))
+                    )
                     if self.frame_options:  # for browsers without CSP; others ignore it
                         out.append((b"x-frame-options", self.frame_options))
                 if message["status"] == 503 and b"retry-after" not in dict(out):
@@ -213,6 +233,32 @@ class OriginGuard:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+REFUSED_EMBED = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>This chat cannot be shown here</title></head>
+<body style="font: 15px/1.5 system-ui, sans-serif; color: #1f1f24; margin: 1.2em">
+<h1 style="font-size: 1.2em">This chat cannot be shown on this page</h1>
+<p>The news archive's chat only appears on pages its administrator allows, and
+<strong>%(origin)s</strong> is not one of them.</p>
+<p>Administrator: add <code>"%(origin)s"</code> to <code>RAG_ALLOWED_ORIGINS</code> (a JSON list,
+e.g. <code>RAG_ALLOWED_ORIGINS='["%(origin)s"]'</code>) and restart <code>rag serve</code>; the
+server then lets this origin frame the widget (CSP <code>frame-ancestors</code>).</p>
+</body></html>"""
+
+
+async def send_refused_embed(send, origin: str) -> None:
+    """The page a refused embedder's frame shows instead of the widget: what to change. It
+    holds no part of the app, so any page may frame it."""
+    body = (REFUSED_EMBED % {"origin": html.escape(origin[:200])}).encode()
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 403, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:

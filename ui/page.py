@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 import gradio as gr
 
+from rag.errors import SettingsError
+from rag.settings import Settings
 from ui.chat import VIEWER_EMPTY, ChatHandlers, locks
-from ui.render import empty_html, sources_html
+from ui.render import empty_html, escape_markdown, sources_html
 from ui.service import ChatService
 
 EXAMPLES = [
@@ -24,7 +26,8 @@ LLM_GROUP = "llm"  # one concurrency group for every event that uses the LLM
 
 CSS = """
 .rag-status p { margin: 0; }
-a.rag-cite { font-size: .85em; font-weight: 600; text-decoration: none; padding: 0 .2em;
+a.rag-cite { font-size: .85em; font-weight: 600; text-decoration: none; padding: 0 .1em;
+  font-family: inherit; letter-spacing: 0;  /* no gap before the final period: "[1]." */
   border-radius: 4px; background: var(--color-accent-soft); cursor: pointer; }
 a.rag-cite:hover, a.rag-source:hover { text-decoration: underline; }
 .rag-sources-list { margin: .3em 0; }
@@ -42,6 +45,18 @@ body:has(.rag-widget) footer { display: none !important; }
 .rag-sources-list { list-style: none; padding-left: 0; }
 .rag-about { font-size: .85em; color: var(--body-text-color-subdued); }
 a.rag-original { font-weight: 600; }
+.rag-quote { margin: .2em 0 0 .4em; padding-left: .6em; font-size: .9em;
+  border-left: 3px solid var(--border-color-primary); color: var(--body-text-color-subdued); }
+/* WCAG AA contrast (4.5:1) for hints, labels, placeholders and the Ask button; Gradio's
+   defaults are 1.9:1 and 2.8:1 on white. */
+.gradio-container { --body-text-color-subdued: #5b5b66; --input-placeholder-color: #5b5b66;
+  --block-label-text-color: #4b4b55; --block-info-text-color: #5b5b66;
+  --button-primary-background-fill: #b93d0a; --button-primary-background-fill-hover: #9a3412;
+  --button-primary-text-color: #ffffff; --button-primary-border-color: #b93d0a; }
+.dark .gradio-container { --body-text-color-subdued: #b8b8c2; --input-placeholder-color: #b8b8c2;
+  --block-label-text-color: #c4c4cc; --block-info-text-color: #b8b8c2; }
+.gradio-container footer, .gradio-container footer a, .gradio-container .show-api {
+  color: var(--body-text-color-subdued) !important; }
 #rag-notice { background: #fff4d6; color: #3b2f00; border-left: 4px solid #e0a400;
   border-radius: 4px; padding: .4em .7em; }
 """
@@ -96,12 +111,49 @@ LOAD_JS = """() => {
   return [JSON.stringify({snapshot: saved, lost: lost})];
 }"""
 
+# In the page's <head>: Gradio's chat examples are buttons in a role="list" (an ARIA error for
+# screen readers); they become a labelled group.
+HEAD = """<script>(() => {
+  const fix = () => document.querySelectorAll('.examples[role="list"]').forEach((el) => {
+    el.setAttribute('role', 'group');
+    el.setAttribute('aria-label', 'Example questions');
+  });
+  new MutationObserver(fix).observe(document.documentElement, {childList: true, subtree: true});
+})();</script>"""
+
+# After an answer, the focus goes back to the question box (it was disabled meanwhile).
+FOCUS_JS = "() => { document.querySelector('#rag-question textarea')?.focus(); }"
+
 SCROLL_JS = """
 watch('value', () => {
   const mark = element.querySelector('mark#rag-passage');
   if (mark) mark.scrollIntoView({block: 'center', behavior: 'smooth'});
 });
 """
+
+
+def contrast_with_white(color: str) -> float:
+    """WCAG contrast ratio of white text on `color` ("#rrggbb")."""
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05)
+
+
+def widget_css(settings: Settings) -> str:
+    """The widget's accent colour (RAG_WIDGET_COLOR) as CSS; SettingsError if white text on
+    it would be hard to read."""
+    color = settings.widget_color
+    if not color:
+        return ""
+    ratio = contrast_with_white(color)
+    if ratio < 4.5:
+        raise SettingsError(
+            f"RAG_WIDGET_COLOR={color} gives white text a contrast of only {ratio:.1f}:1; "
+            "readable text needs 4.5:1. Choose a darker colour (e.g. #1d4ed8)."
+        )
+    names = ("background-fill", "background-fill-hover", "border-color")
+    props = " ".join(f"--button-primary-{n}: {color};" for n in names)
+    return f"\n.gradio-container .rag-widget {{ {props} --color-accent: {color}; }}"
 
 
 def build_blocks(service: ChatService) -> gr.Blocks:
@@ -117,6 +169,7 @@ def build_blocks(service: ChatService) -> gr.Blocks:
     with demo.route("Widget", "/widget", show_in_navbar=False):
         gr.Navbar(visible=False)  # type: ignore[attr-defined]
         with gr.Column(elem_classes="rag-widget"):
+            gr.Markdown(f"### {escape_markdown(service.settings.widget_title)}")
             _wire(demo, _layout(handlers, compact=True), handlers)
     return demo
 
@@ -161,6 +214,7 @@ def _layout(handlers: ChatHandlers, compact: bool) -> ChatParts:
             )
             with gr.Row():
                 box = gr.Textbox(
+                    label="Your question about the articles",  # its accessible name
                     placeholder="Ask about the articles…",
                     show_label=False,
                     lines=1,
@@ -199,7 +253,7 @@ def _wire(demo: gr.Blocks, c: ChatParts, h: ChatHandlers) -> None:
     ticket (ui.gradio_routes)."""
     locked = [c.box, c.send]
     private: dict[str, Any] = {"queue": False, "api_visibility": "private"}
-    added = [c.box, c.chatbot, c.pending, c.saved, c.notice, *locked]
+    added = [c.box, c.chatbot, c.pending, c.saved, c.notice, *locked, c.viewer]
     step1 = dict(fn=h.add_question, inputs=[c.box, c.turns], outputs=added, **private)
     step2 = dict(
         fn=h.respond,
@@ -213,7 +267,7 @@ def _wire(demo: gr.Blocks, c: ChatParts, h: ChatHandlers) -> None:
     runs = [trigger(**step1).then(**step2) for trigger in (c.box.submit, c.send.click)]
     runs.append(c.chatbot.example_select(h.add_example, [c.turns], added, **private).then(**step2))
     for run in runs:
-        run.then(lambda: locks(True), None, locked, **private)
+        run.then(lambda: locks(True), None, locked, **private).then(None, js=FOCUS_JS, **private)
     reset = [c.chatbot, c.turns, c.pending, c.sources, c.viewer, c.saved, c.notice, *locked]
     c.new.click(h.new_chat, None, reset, cancels=runs, **private)
     c.chatbot.clear(h.new_chat, None, reset, cancels=runs, **private)

@@ -108,7 +108,8 @@ def _source_list(cites: list[Citation], turn: int, closest: bool = False) -> str
         f'<span class="rag-n">[{c.n}]</span> {html.escape(c.title)}</a>'
         f"<br>{about_html(c.outlet, c.date, c.url)}"
         f"{'<br>' if (c.outlet or c.date or safe_url(c.url)) else ''}"
-        f'<code class="rag-file">{html.escape(c.source)}</code>{also_html(c)}</li>'
+        f'<code class="rag-file">{html.escape(c.source)}</code>{also_html(c)}'
+        f'<blockquote class="rag-quote">{html.escape(short_quote(c.quote))}</blockquote></li>'
         for c in cites
     )
     return f'<ol class="rag-sources-list">{items}</ol>'
@@ -123,6 +124,14 @@ def also_html(cite: Citation) -> str:
         for o in cite.also_in
     )
     return f'<br><span class="rag-also">Also reported in: {named}</span>'
+
+
+def short_quote(quote: str, limit: int = 240) -> str:
+    """The passage on one line, cut at a word near `limit` characters (with "…")."""
+    flat = " ".join(quote.split())
+    if len(flat) <= limit:
+        return flat
+    return flat[:limit].rsplit(" ", 1)[0] + "…"
 
 
 def find_citation(answer: Answer, n: int) -> Citation | None:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from rag.errors import RagError, SettingsError
 from rag.settings import Settings
 from ui.api import EXAMPLE, api_router, error_response, validation_error
+from ui.apidocs import add_docs
 from ui.guards import (
     BodyLimit,
     HostGuard,
@@ -52,11 +53,12 @@ def create_app(settings: Settings, service: ChatService | None = None) -> FastAP
         "Titles, quotes and answers are plain text from the articles and the model: escape "
         "them before putting them into HTML.",
         version="1",
-        docs_url="/docs",
+        docs_url=None,  # ui.apidocs serves /docs and /redoc from local files
         redoc_url=None,
         lifespan=mcp_lifespan,
     )
     _error_handlers(app, service)
+    add_docs(app)
     app.include_router(api_router(service))
     app.include_router(openai_router(service))
     # MCP over streamable HTTP; an ASGI app is a valid endpoint (Starlette calls it as is).
@@ -133,7 +135,7 @@ def _mount_page(app: FastAPI, blocks: Any, settings: Settings) -> None:
     """The Gradio chat page at "/" and the widget at "/widget"."""
     import gradio as gr
 
-    from ui.page import CSS
+    from ui.page import CSS, HEAD, widget_css
 
     # Gradio's queue hands each question to the gate at once (the LLM group has no Gradio
     # limit); its size is only a backstop against a flood of joins. api_open=False: queued
@@ -145,7 +147,8 @@ def _mount_page(app: FastAPI, blocks: Any, settings: Settings) -> None:
             app,
             blocks,
             path="/",
-            css=CSS,
+            css=CSS + widget_css(settings),
+            head=HEAD,
             footer_links=["api"],
             run_history=False,
             ssr_mode=False,
