@@ -118,3 +118,15 @@ def test_a_reader_sees_what_another_process_ingested(make_settings, embeddings, 
     assert evidence and evidence[0].source == "zebra.txt"
     assert any("Three zebras" in e.text for e in evidence if e.source == "zebra.txt")
     assert all(e.source != MEDIATION for e in retriever.retrieve("What does SAARC stand for?"))
+
+
+def test_the_best_matchs_next_sentence_joins_the_evidence_below_the_floor(seed_index, embeddings):
+    question = "How many Indian soldiers were killed in the suicide bombing in Kashmir?"
+    keywords = KeywordIndex(seed_index)
+    alone = Retriever(seed_index, embeddings, keyword_index=keywords, neighbours=False)
+    with_next = Retriever(seed_index, embeddings, keyword_index=keywords).retrieve(question)
+    extra = {e.text for e in with_next} - {e.text for e in alone.retrieve(question)}
+    assert len(extra) == 1
+    best = max(with_next, key=lambda e: e.score)
+    _, text = seed_index.article(best.source)
+    assert text.index(best.text) < text.index(extra.pop())  # it follows the best match
