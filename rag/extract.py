@@ -102,6 +102,7 @@ def main_text(html: str) -> tuple[str, str]:
     """
     import trafilatura
 
+    html = _without_hidden(html)
     try:
         found = trafilatura.extract(
             html, include_comments=False, include_tables=True, favor_recall=True
@@ -118,6 +119,20 @@ def main_text(html: str) -> tuple[str, str]:
     if text:  # a short article
         return text, TRAFILATURA
     return parse_with_soup(html)[1], SOUP
+
+
+def _without_hidden(html: str) -> str:
+    """The page without what a reader never sees as text: <noscript> (shown only without
+    JavaScript, often a tracking notice), <template>. Extractors keep their words otherwise."""
+    import lxml.html
+
+    try:
+        root = lxml.html.document_fromstring(html)
+    except Exception:  # not parseable: the extractors get it as it is
+        return html
+    for element in root.xpath("//noscript|//template"):
+        element.drop_tree()
+    return str(lxml.html.tostring(root, encoding="unicode"))
 
 
 def _readability(html: str) -> str:
