@@ -92,12 +92,16 @@ def test_ask_stream_click_citation_and_see_the_passage(server, page):
     cite = page.locator("#rag-chatbot a.rag-cite").first
     cite.wait_for(timeout=240_000)
 
-    # Tokens were shown as they came (with a cursor), then replaced by the verified answer.
+    # Only checked sentences reach the screen, one by one, with a notice while the next one is
+    # checked: every snapshot is the start of the final answer, never a draft.
     snaps = page.evaluate("window.__snaps")
-    streamed = [s for s in snaps if s.strip().endswith("▌")]
-    assert len({s for s in streamed}) >= 3, snaps
     final = page.locator("#rag-chatbot [data-testid='bot']").last.inner_text()
     assert "40" in final and "▌" not in final and "[1]" in final
+    assert any("checking the next sentence" in s for s in snaps), snaps
+    for snap in snaps:
+        shown = " ".join(snap.replace("checking the next sentence…", "").split())
+        if shown and shown != "Reading the articles…":
+            assert " ".join(final.split()).startswith(shown), (snap, final)
 
     sources = page.locator("#rag-sources").inner_text()
     assert "Question answered" in sources and QUESTION in sources
