@@ -9,6 +9,7 @@ import pytest
 from rag.indexing import ingest
 from rag.pipeline import build_qa, open_index_for
 from rag.prompts import REFUSAL
+from rag.schema import Sentence, Token
 from tests.conftest import MEDIATION, OFF_RAMP, run_rag
 
 pytestmark = pytest.mark.e2e
@@ -77,8 +78,11 @@ def test_unanswerable_questions_are_refused(qa, question):
 
 def test_streaming_with_the_real_model(qa):
     parts = list(qa.stream("Who announced that the captured Indian pilot would be released?"))
-    assert len(parts) > 3 and all(isinstance(p, str) for p in parts[:-1])
+    tokens = [p for p in parts[:-1] if isinstance(p, Token)]
+    sentences = [p for p in parts[:-1] if isinstance(p, Sentence)]
+    assert len(tokens) > 3 and sentences and len(tokens) + len(sentences) <= len(parts) - 1
     assert "Imran Khan" in parts[-1].answer
+    assert " ".join(s.text for s in sentences) == parts[-1].answer  # each shown once checked
 
 
 @pytest.fixture
