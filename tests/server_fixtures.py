@@ -201,7 +201,9 @@ def wait_answered(page, answers_before: int, timeout_ms: int = 240_000) -> str:
         """(before) => {
           const bots = document.querySelectorAll('#rag-chatbot [data-testid="bot"]');
           const box = document.querySelector('#rag-question textarea');
-          return bots.length > before && !bots[bots.length - 1].innerText.includes('▌')
+          const last = bots.length ? bots[bots.length - 1].innerText : '';
+          return bots.length > before
+            && !/▌|Reading the articles|checking the next sentence|Waiting for the model/.test(last)
             && box && !box.disabled;
         }""",
         arg=answers_before,

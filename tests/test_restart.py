@@ -31,7 +31,11 @@ FIRST = "How many Indian soldiers were killed in the suicide bombing?"
 INTERRUPTED = "What did India launch in response to the suicide bombing?"
 AFTER = "Who announced the release of the captured pilot?"
 NOTICE = "Connection to the server was lost; it is back — please ask again."
-STREAMING = "() => document.querySelector('#rag-chatbot').innerText.includes('▌')"
+# An answer in progress: its notice shows until the checked sentences replace it.
+STREAMING = (
+    "() => /Reading the articles|checking the next sentence/"
+    ".test(document.querySelector('#rag-chatbot').innerText)"
+)
 READY = "() => document.querySelector('.rag-status').innerText.includes('Ready')"
 GRADIO_TOAST = "() => document.body.innerText.includes('Connection to the server was lost.')"
 
