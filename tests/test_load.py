@@ -53,7 +53,7 @@ CONVERSATIONS = {
 def server():
     with ready_server(
         store_dir=str(ingested_store()),
-        queue_limit="3",
+        queue_limit="4",  # one queue for the API and the page: the 4 conversations fit
         rate_limit_per_minute="1000",
         llm_max_tokens="48",
     ) as srv:
