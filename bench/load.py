@@ -46,6 +46,9 @@ GRADIO_REJECTIONS = (
     "already waiting for the model",
     "Too many questions",
     "still loading",
+    # The door refuses /ask before Gradio queues it (503 with Retry-After, ui/gradio_routes.py);
+    # gradio_client raises that as an HTTP status error without the body.
+    "503 Service Unavailable",
 )
 
 
