@@ -365,12 +365,13 @@ def test_rag_ask_with_both_servers(ingested, llm_server):
 
 def test_streaming_through_the_llm_server(ingested, llm_server, embeddings):
     from rag.pipeline import build_qa
-    from rag.schema import Answer, Retry, Token
+    from rag.schema import Answer, Retry, Sentence, Token
 
     qa = build_qa(ingested.chroma.settings(**llm_server.settings()), embeddings=embeddings)
     parts = list(qa.stream(PILOT))
     answer = parts[-1]
-    assert isinstance(answer, Answer) and all(isinstance(p, Token | Retry) for p in parts[:-1])
+    assert isinstance(answer, Answer)
+    assert all(isinstance(p, Token | Retry | Sentence) for p in parts[:-1])
     assert len(parts) > 3, parts
     assert "Imran Khan" in answer.answer and OFF_RAMP in {c.source for c in answer.citations}
     for c in answer.citations:
