@@ -39,7 +39,7 @@ _TIME_WORDS = re.compile(
 )
 # Words that make a statement an estimate, plan, bid or forecast rather than what happened.
 ESTIMATE = re.compile(
-    r"\b(?:could|may|might|would|expected|expects|expect|forecasts?|forecast|predicts?|"
+    r"\b(?:could|(?-i:may)|might|would|expected|expects|expect|forecasts?|forecast|predicts?|"
     r"predicted|estimates?|estimated|plans?|planned|planning|aims?|hopes?|hoping|target(?:s|ed)?|"
     r"bids?|offer(?:s|ed)?|proposals?|proposed|proposes|intends?|likely|set\s+to|going\s+to|"
     r"up\s+to|as\s+much\s+as|asking\s+price|valued\s+at|could\s+fetch|wants?\s+to|"

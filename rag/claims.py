@@ -128,7 +128,7 @@ def missing_facts(sentence: str, evidence_text: str, question: str = "") -> list
     return missing
 
 
-_COUNTED = re.compile(r"\b(\d{1,2}|[A-Za-z]+)\s+([A-Za-z]{3,})")
+_COUNTED = re.compile(r"(?<![\d.,])\b(\d{1,2}|[A-Za-z]+)\s+([A-Za-z]{3,})")  # not "4.2 million"
 
 
 _UNITS_OF_MEASURE = set(
