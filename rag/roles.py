@@ -53,7 +53,8 @@ def _relations(tokens: list[str], names: set[str]) -> dict[tuple[str, str, str],
             if any(t in SYMMETRIC for t in gap):
                 continue
             verbs = [(k, t) for k, t in enumerate(gap) if t not in names | _LINKS | _BE]
-            for k, verb in verbs[:1]:  # the first content word after the first name
+            if verbs:  # the first content word after the first name
+                k, verb = verbs[0]
                 passive = (k > 0 and gap[k - 1] in _BE) and "by" in gap[k + 1 :]
                 found[(tokens[i], tokens[j], verb)] = not passive
     return found
