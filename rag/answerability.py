@@ -8,7 +8,9 @@ answers anyway:
 - a "how many / how much" question needs a figure the question does not already hold, a
   "when" question a time;
 - an estimate, plan, bid or forecast does not answer a question about what happened ("What did
-  the house sell for?" is not answered by "it could fetch up to £2m").
+  the house sell for?" is not answered by "it could fetch up to £2m"). A question about what
+  someone said, announced, promised or decided asks for that statement, and its "would" or
+  "plans" is the answer ("What did Khan announce?" -- "that the pilot would be released").
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ ESTIMATE = re.compile(
     re.IGNORECASE,
 )
 
+# Questions about what someone said, announced or decided: the statement itself is asked for.
+_REPORTED = re.compile(
+    r"\b(?:announc(?:e|es|ed|ing)|says?|said|saying|tell|tells|told|promis(?:e|es|ed)|"
+    r"pledg(?:e|es|ed)|vow(?:s|ed)?|warn(?:s|ed)?|claim(?:s|ed)?|suggest(?:s|ed)?|"
+    r"urg(?:e|es|ed)|call(?:s|ed)?\s+for|argu(?:e|es|ed)|insist(?:s|ed)?|decid(?:e|es|ed)|"
+    r"agree(?:s|d)?|confirm(?:s|ed)?|reveal(?:s|ed)?|stat(?:e|es|ed)|declar(?:e|es|ed)|"
+    r"unveil(?:s|ed)?|commit(?:s|ted)?|respon(?:d|ds|ded)|react(?:s|ed)?|repl(?:y|ies|ied))\b",
+    re.IGNORECASE,
+)
+
 
 def asks_figure(question: str) -> bool:
     """True for "how many / how much / what percentage ..." questions."""
@@ -79,7 +91,8 @@ def answers(question: str, sentence: str, passages: str, article_text: str) -> s
         return "the question asks for a figure and the sentence gives none"
     if asks_time(question) and not has_time(sentence, question):
         return "the question asks when and the sentence gives no time"
-    if not ESTIMATE.search(question) and _estimate_given(sentence, passages):
+    asks_intent = ESTIMATE.search(question) or _REPORTED.search(question)
+    if not asks_intent and _estimate_given(sentence, passages):
         return "it gives an estimate, plan or offer where the question asks what happened"
     return None
 

@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright, one per test session.
+"""Browser fixtures: Debian's Chromium driven by Playwright, one per test module.
 
 Test modules that use them declare `pytest_plugins = ["tests.browser_fixtures"]`.
 """
@@ -20,9 +20,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Chromium for the test session."""
+    """One headless Chromium per test module.
+
+    Not per session: Playwright's sync API keeps an event loop running in the main thread
+    while it is started, and asyncio tests in later modules (MCP, `ainvoke`) cannot run then.
+    """
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()

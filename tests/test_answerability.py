@@ -8,6 +8,7 @@ from rag.answerability import answers
 from rag.replies import complete_sentences, split_reply
 
 HOUSE = "The eight-bedroom house could fetch up to £2m when it is auctioned in May."
+CLOSE = "The council announced the library would close in June; the union warned that strikes could follow."
 STRIKE = "The strike began in March, and the union said 3,000 workers had walked out."
 
 
@@ -37,6 +38,10 @@ def test_a_sentence_that_misses_the_questions_target_does_not_answer(
         ("How many workers walked out?", "3,000 workers walked out.", STRIKE),
         ("Who called the strike?", "The union called it.", STRIKE),
         ("What did Acme pay for the firm?", "Acme paid £2m.", "Acme paid £2m for it."),
+        # asked what was said or decided, the plan or promise is the answer
+        ("What did the council announce about the library?", "It would close in June.", CLOSE),
+        ("What did the union warn?", "It warned that strikes could follow.", CLOSE),
+        ("What has the council decided?", "It plans to close the library.", CLOSE),
     ],
 )
 def test_a_sentence_that_gives_what_is_asked_answers(question, sentence, passage):

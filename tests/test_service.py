@@ -17,7 +17,7 @@ from rag.errors import (
     ModelLoadingError,
     QuestionError,
 )
-from rag.schema import Answer, Citation, Token
+from rag.schema import Answer, Citation, Retry, Sentence, Token
 from rag.settings import Settings
 from tests.conftest import OFF_RAMP, article_text, fake_chat
 from ui.chat import ChatHandlers, messages
@@ -148,8 +148,10 @@ def test_ask_and_stream_give_the_verified_cited_answer(ready_service):
     answer = ready_service.ask(admit(ready_service, QUESTION))
     assert not answer.refused and "40" in answer.answer and answer.citations
     parts = list(ready_service.stream(admit(ready_service, QUESTION, [("Hi?", "Hello.")])))
-    tokens, final = parts[:-1], parts[-1]
-    assert len(tokens) > 3 and all(isinstance(t, Token) for t in tokens)
+    events, final = parts[:-1], parts[-1]
+    assert all(isinstance(e, Token | Retry | Sentence) for e in events)
+    assert sum(isinstance(e, Token) for e in events) > 3  # streamed, not delivered whole
+    assert any(isinstance(e, Sentence) for e in events)  # checked sentences come as they pass
     assert isinstance(final, Answer) and final.citations
     c = final.citations[0]
     assert c.source == OFF_RAMP and article_text(OFF_RAMP)[c.start : c.end] == c.quote
