@@ -36,7 +36,8 @@ _TIME_WORDS = re.compile(
     r"december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|monday|tuesday|wednesday|"
     r"thursday|friday|saturday|sunday|yesterday|today|tomorrow|tonight|week|weekend|month|"
     r"year|decade|century|spring|summer|autumn|winter|christmas|easter|morning|evening|"
-    r"night|ago|earlier|later|since|until|season|quarter)\b|\b(?:1[5-9]|20)\d\d\b|\d{1,2}:\d\d",
+    r"night|ago|earlier|later|since|until|season|quarter|fifties|sixties|seventies|eighties|"
+    r"nineties|noughties)\b|\b(?:1[5-9]|20)\d\d\b|\b(?:1[5-9]|20)?\d0'?s\b|'\d0s\b|\d{1,2}:\d\d",
     re.IGNORECASE,
 )
 # Words that make a statement an estimate, plan, bid or forecast rather than what happened.
@@ -49,13 +50,21 @@ ESTIMATE = re.compile(
     re.IGNORECASE,
 )
 
+# Amounts without a number: "dozens died", "prices doubled", "no one was hurt".
+_AMOUNT_WORDS = re.compile(
+    r"\b(?:dozens|scores|hundreds|thousands|millions|billions|doubled|doubling|tripled|trebled|"
+    r"quadrupled|halved|halving|several|a\s+few|a\s+handful|most|majority|minority|none|"
+    r"no\s+one|nobody|twice|thrice)\b",
+    re.IGNORECASE,
+)
 # Questions about what someone said, announced or decided: the statement itself is asked for.
 _REPORTED = re.compile(
     r"\b(?:announc(?:e|es|ed|ing)|says?|said|saying|tell|tells|told|promis(?:e|es|ed)|"
     r"pledg(?:e|es|ed)|vow(?:s|ed)?|warn(?:s|ed)?|claim(?:s|ed)?|suggest(?:s|ed)?|"
     r"urg(?:e|es|ed)|call(?:s|ed)?\s+for|argu(?:e|es|ed)|insist(?:s|ed)?|decid(?:e|es|ed)|"
     r"agree(?:s|d)?|confirm(?:s|ed)?|reveal(?:s|ed)?|stat(?:e|es|ed)|declar(?:e|es|ed)|"
-    r"unveil(?:s|ed)?|commit(?:s|ted)?|respon(?:d|ds|ded)|react(?:s|ed)?|repl(?:y|ies|ied))\b",
+    r"unveil(?:s|ed)?|commit(?:s|ted)?|respon(?:d|ds|ded)|react(?:s|ed)?|repl(?:y|ies|ied)|"
+    r"find|finds|found|show(?:s|ed|n)?|conclud(?:e|es|ed)|report(?:s|ed)?|recommend(?:s|ed)?)\b",
     re.IGNORECASE,
 )
 
@@ -87,7 +96,7 @@ def answers(question: str, sentence: str, passages: str, article_text: str) -> s
     if missing:
         return "the cited article is not about " + ", ".join(missing)
     new_numbers = [n for n in numbers(sentence) if n.text.lower() not in question.lower()]
-    if asks_figure(question) and not new_numbers:
+    if asks_figure(question) and not new_numbers and not _AMOUNT_WORDS.search(sentence):
         return "the question asks for a figure and the sentence gives none"
     if asks_time(question) and not has_time(sentence, question):
         return "the question asks when and the sentence gives no time"

@@ -38,6 +38,10 @@ def test_a_sentence_that_misses_the_questions_target_does_not_answer(
         ("How many workers walked out?", "3,000 workers walked out.", STRIKE),
         ("Who called the strike?", "The union called it.", STRIKE),
         ("What did Acme pay for the firm?", "Acme paid £2m.", "Acme paid £2m for it."),
+        # amounts and times without digits
+        ("How many workers walked out?", "Thousands of workers walked out.", STRIKE),
+        ("When did the strike begin?", "It began in the 1990s.", STRIKE),
+        ("What did the union's survey find?", "It found strikes could follow.", CLOSE),
         # asked what was said or decided, the plan or promise is the answer
         ("What did the council announce about the library?", "It would close in June.", CLOSE),
         ("What did the union warn?", "It warned that strikes could follow.", CLOSE),
