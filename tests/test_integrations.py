@@ -98,6 +98,34 @@ def test_the_openai_stream_carries_only_the_verified_answer(server):
     assert text.startswith(answer["answer"] + "\n\nSources:")
 
 
+def test_filters_reach_the_search_through_v1_and_mcp(server):
+    """The seed articles are undated, at the corpus root: these filters admit none of them, so
+    the answer is a refusal with no passage of theirs (no model call)."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TOKEN, max_retries=0, timeout=60)
+    messages = [{"role": "user", "content": QUESTION}]
+    for filters in ({"folder": "elsewhere"}, {"date_from": "2019-01-01"}):
+        reply = client.chat.completions.create(
+            model="news-archive", messages=messages, extra_body={"filters": filters}
+        )
+        rag = reply.model_extra["rag"]
+        assert rag["refused"] and rag["closest"] == [], rag
+    with pytest.raises(openai.UnprocessableEntityError, match="Unknown filter"):
+        client.chat.completions.create(
+            model="m", messages=messages, extra_body={"filters": {"colour": "red"}}
+        )
+
+    async def over_mcp() -> None:
+        async with mcp_http_client(server, AUTH) as mcp:
+            result = await mcp.call_tool("ask", {"question": QUESTION, "folder": ["elsewhere"]})
+            assert not result.is_error and result.structured_content["closest"] == []
+            bad = await mcp.call_tool("ask", {"question": QUESTION, "date_from": "yesterday"})
+            assert bad.is_error and "date_from" in bad.content[0].text
+
+    asyncio.run(over_mcp())
+
+
 def test_the_openai_api_has_the_same_guards(server):
     import openai
 

@@ -70,13 +70,24 @@ def build_mcp(service: ChatService, wait: float = 0.0, way: Way = "api") -> MCPS
         return {"passages": [{"text": d.page_content, **d.metadata} for d in docs]}
 
     @mcp.tool()
-    async def ask(question: str, ctx: Context) -> dict[str, Any]:
+    async def ask(
+        question: str,
+        ctx: Context,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        outlet: list[str] | None = None,
+        folder: list[str] | None = None,
+    ) -> dict[str, Any]:
         """A short answer from the archive; every claim carries an [n] marker resolved by
         `citations` (article source, title, the exact quote and its span). `refused` is true
-        when the articles do not answer the question."""
+        when the articles do not answer the question. Optional filters: articles dated
+        date_from..date_to (YYYY-MM-DD, inclusive; undated ones left out), from these outlets,
+        in these folders (sub-folders included)."""
+        given = {"date_from": date_from, "date_to": date_to, "outlet": outlet, "folder": folder}
+        filters = {k: v for k, v in given.items() if v is not None} or None
         try:
             admission = service.admit(
-                way, question=question, waits_for_model=wait > 0, **_caller(ctx)
+                way, question=question, filters=filters, waits_for_model=wait > 0, **_caller(ctx)
             )
             events = service.stream(admission, wait=wait)
             answer = await run_in_threadpool(last_answer, events)

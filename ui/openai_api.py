@@ -4,7 +4,7 @@
 The answer is the verified one, as `/api/ask` gives it: its text carries the [n] markers, a
 "Sources:" list is appended for clients that only show text, and the citations travel in the
 extra field `citations` (the `rag.schema.Citation` objects of the JSON contract); the whole
-answer object is in `rag`. The same gate as /api: bearer token, rate per client, the one
+answer object is in `rag`. `filters` (extra field) limits the articles as in /api/ask. The same gate as /api: bearer token, rate per client, the one
 admission queue (`ChatService.admit`), the body limit and origin guard of the app.
 
 Streaming sends only checked text. The model's draft is verified before any of it is sent (a
@@ -62,6 +62,11 @@ class ChatRequest(BaseModel):
     model: str = MODEL_ID
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
+    filters: dict[str, Any] | None = Field(
+        None,
+        description="Only these articles, as in POST /api/ask (an OpenAI client sends it in "
+        '`extra_body={"filters": {...}}`).',
+    )
 
 
 def to_question(body: ChatRequest) -> tuple[str, list[dict[str, str]]]:
@@ -187,6 +192,7 @@ def openai_router(service: ChatService) -> APIRouter:
                 client=client_of(request),
                 question=question,
                 history=history,
+                filters=body.filters,
                 authorization=request.headers.get("authorization"),
                 request_id=request_id(request.scope),
             )
