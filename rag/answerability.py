@@ -85,7 +85,11 @@ def has_time(sentence: str, question: str = "") -> bool:
 
 
 def question_constraints(question: str, article_text: str) -> list[str]:
-    """The question's years, numbers and names that its cited article does not contain."""
+    """The question's years, numbers and names that its cited article does not contain (its
+    first word is capitalised as the start of the question, not as a name)."""
+    first = re.match(r"\W*[\w'’]+", question)
+    if first and not first.group().strip()[:1].isdigit():
+        question = question[first.end() :]
     return missing_facts(question, article_text)
 
 

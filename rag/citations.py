@@ -17,6 +17,7 @@ shown once it has passed; `Verifier.verify` checks a whole reply the same way.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,13 @@ CLOSEST_SHOWN = 3  # passages shown with a refusal
 # behind "Samoa won the 2022 FIFA World Cup" ("Samoa won the plate title") scored 0.35.
 ASKED_WORDS_MIN_SCORE = 0.4
 SHORT_CLAIM_WORDS = 8  # a shorter sentence makes its claim together with the question
+# Where a passage's sentence joins two statements ("The UN called for calm, while China offered
+# to mediate"), a claim may state one of them: it is compared with each clause too.
+_CLAUSE_BREAK = re.compile(
+    r"\s*[;:]\s+|,\s+(?=(?:while|whereas|but|and|although|though|as|after|before|since)\b)"
+    r"|\s+[-–—]\s+"
+)
+CLAUSE_MIN_WORDS = 5
 
 __all__ = ["Verification", "Verifier", "format_answer", "is_refusal", "refusal", "to_citation"]
 
@@ -91,6 +99,7 @@ class Verification:
     _held: list[tuple[ReplySentence, Check]] = field(default_factory=list)
     _numbers: dict[int, int] = field(default_factory=dict)  # evidence n -> answer [n]
     _vectors: np.ndarray | None = None
+    _owners: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.by_n = {e.n: e for e in self.evidence}
@@ -175,10 +184,9 @@ class Verification:
         text = sentence.text
         claim = text if len(text.split()) >= SHORT_CLAIM_WORDS else f"{self.question} {text}"
         if self.verifier.support is None:
-            vectors = np.asarray(
-                self.verifier.embeddings.embed_documents([claim, self._text(sentence.cites)])
-            )
-            return round(float(vectors[0] @ vectors[1]), 4)
+            texts = [self._text(sentence.cites), *clauses(self._text(sentence.cites))]
+            vectors = np.asarray(self.verifier.embeddings.embed_documents([claim, *texts]))
+            return round(float(np.max(vectors[1:] @ vectors[0])), 4)
         source = self.by_n[sentence.cites[0]].source
         options = [sentence.cites] + [
             [e.n] for e in self.evidence if e.source == source and [e.n] != sentence.cites
@@ -190,11 +198,20 @@ class Verification:
         return round(scores[best], 4)
 
     def _similarities(self, claim: str) -> np.ndarray:
+        """The claim's similarity to each passage: to the passage or, better, to one of its
+        clauses."""
         if self._vectors is None:
-            texts = [e.text for e in self.evidence]
+            texts, owners = [], []
+            for i, e in enumerate(self.evidence):
+                for text in [e.text, *clauses(e.text)]:
+                    texts.append(text)
+                    owners.append(i)
             self._vectors = np.asarray(self.verifier.embeddings.embed_documents(texts))
+            self._owners = np.asarray(owners)
         vector = np.asarray(self.verifier.embeddings.embed_query(claim))
-        sims: np.ndarray = self._vectors @ vector
+        sims = np.full(len(self.evidence), -1.0)
+        assert self._owners is not None  # set with the vectors
+        np.maximum.at(sims, self._owners, self._vectors @ vector)
         return sims
 
     def _cite(self, sentence: ReplySentence) -> str | None:
@@ -317,6 +334,14 @@ def to_citation(n: int, e: Evidence) -> Citation:
             for c in e.also_in
         ],
     )
+
+
+def clauses(text: str) -> list[str]:
+    """The clauses of `text` worth comparing alone (at least CLAUSE_MIN_WORDS words; none when
+    the text is one clause)."""
+    parts = [p.strip() for p in _CLAUSE_BREAK.split(text)]
+    parts = [p for p in parts if len(p.split()) >= CLAUSE_MIN_WORDS]
+    return parts if len(parts) > 1 else []
 
 
 def format_answer(answer: Answer) -> str:

@@ -45,8 +45,56 @@ _SENTENCE_STARTERS = set(
     "another only also then thus therefore because since although despite during under "
     "over with without between among through following given once still yet instead "
     "meanwhile overall together further first second finally about around nearly almost "
-    "just some more less roughly approximately".split()
+    "just some more less roughly approximately whom whose besides apart except excluding "
+    "including did does do is are was were has have had can could should will".split()
 )
+# Peoples and their countries whose names share no stem ("Scot" / "Scottish", "Dane" /
+# "Danish" / "Denmark"): a word of a group supports any other of it.
+_NATIONS = [
+    set(group.split())
+    for group in (
+        "scotland scottish scot scots",
+        "britain british briton britons brit brits",
+        "wales welsh",
+        "ireland irish",
+        "france french frenchman frenchwoman",
+        "netherlands holland dutch",
+        "spain spanish spaniard spaniards",
+        "switzerland swiss",
+        "denmark danish dane danes",
+        "sweden swedish swede swedes",
+        "finland finnish finn finns",
+        "poland polish pole poles",
+        "england english englishman",
+        "turkey turkish turk turks",
+        "portugal portuguese",
+        "china chinese",
+        "japan japanese",
+        "lebanon lebanese",
+        "greece greek greeks",
+        "thailand thai thais",
+        "iraq iraqi iraqis",
+        "israel israeli israelis",
+        "kuwait kuwaiti kuwaitis",
+        "pakistan pakistani pakistanis",
+        "bangladesh bangladeshi bangladeshis",
+        "yemen yemeni yemenis",
+        "afghanistan afghan afghans",
+        "philippines filipino filipinos philippine",
+        "new zealand kiwi kiwis",
+        "argentina argentine argentinian argentinians",
+        "belgium belgian belgians",
+        "peru peruvian peruvians",
+        "norway norwegian norwegians",
+        "iceland icelandic icelander",
+        "cyprus cypriot cypriots",
+        "malta maltese",
+        "vietnam vietnamese",
+        "congo congolese",
+        "senegal senegalese",
+        "sudan sudanese",
+    )
+]
 # Words that say nothing about the world: a reply made only of these and the question's own
 # words ("The captured pilot is named [1].") answers nothing.
 _EMPTY_WORDS = _SENTENCE_STARTERS | set(
@@ -112,6 +160,8 @@ def missing_facts(sentence: str, evidence_text: str, question: str = "") -> list
             continue
         if key in _WORD_NUMBERS:
             continue
+        if any(key in group and group & words for group in _NATIONS):
+            continue  # "the Scot" for "Scottish"
         # "Indian" for "India", "Pakistani" for "Pakistan": allow a shared stem.
         stem = key[: max(5, len(key) - 2)] if len(key) >= 6 else None
         if (

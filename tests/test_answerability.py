@@ -38,6 +38,10 @@ def test_a_sentence_that_misses_the_questions_target_does_not_answer(
         ("How many workers walked out?", "3,000 workers walked out.", STRIKE),
         ("Who called the strike?", "The union called it.", STRIKE),
         ("What did Acme pay for the firm?", "Acme paid £2m.", "Acme paid £2m for it."),
+        # the question's first word is not a name; a people's name matches its country's
+        ("Whom did the union call out?", "The union called out 3,000 workers.", STRIKE),
+        ("Besides March, when did the strike begin?", "It began in March.", STRIKE),
+        ("How many Danish workers walked out?", "3,000 walked out.", STRIKE + " In Denmark."),
         # amounts and times without digits
         ("How many workers walked out?", "Thousands of workers walked out.", STRIKE),
         ("When did the strike begin?", "It began in the 1990s.", STRIKE),

@@ -250,3 +250,19 @@ def test_a_tail_that_pastes_the_passage_again_is_cut(sentence, cut):
     from rag.replies import cut_echo
 
     assert cut_echo(sentence) == cut
+
+
+def test_a_claim_that_states_one_clause_of_a_passage_is_supported(embeddings):
+    """A passage sentence may join two statements; a claim stating one of them is supported
+    (and one stating neither is still not)."""
+    verifier = Verifier(embeddings, support_threshold=0.45, articles=lambda _: TEXT)
+    both = [_evidence(1, "The United Nations has called for calm")]
+    question = "Which country offered to mediate between India and Pakistan after their clash?"
+    kept = verifier.verify(
+        question, "China offered to mediate between India and Pakistan [1].", both
+    )
+    assert not kept.refused and "China" in kept.citations[0].quote, kept.removed
+    dropped = verifier.verify(
+        "What did the army do?", "The army closed every school in the region for a month [1].", both
+    )
+    assert dropped.refused, dropped.answer
