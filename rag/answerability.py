@@ -46,7 +46,8 @@ ESTIMATE = re.compile(
     r"predicted|estimates?|estimated|plans?|planned|planning|aims?|hopes?|hoping|target(?:s|ed)?|"
     r"bids?|offer(?:s|ed)?|proposals?|proposed|proposes|intends?|likely|set\s+to|going\s+to|"
     r"up\s+to|as\s+much\s+as|asking\s+price|valued\s+at|could\s+fetch|wants?\s+to|"
-    r"threaten(?:s|ed)?|potential(?:ly)?|projected|anticipated)\b",
+    r"threaten(?:s|ed)?|potential(?:ly)?|projected|anticipated|due\s+to|scheduled|slated|"
+    r"set\s+for)\b",
     re.IGNORECASE,
 )
 
@@ -117,14 +118,19 @@ def _minus(sentence: str, question: str) -> str:
 
 
 def _estimate_given(sentence: str, passages: str) -> bool:
-    """True when the sentence's figures sit, in the passage, in an estimate or a plan (or the
-    sentence itself says so)."""
+    """True when the sentence's figures or times sit, in the passage, in an estimate or a plan
+    (or the sentence itself says so)."""
     if ESTIMATE.search(sentence):
         return True
-    for number in numbers(sentence):
-        for m in re.finditer(re.escape(number.text), passages):
-            if ESTIMATE.search(_clause_around(passages, m.start(), m.end())):
-                return True
+    # The sentence's figures and times ("by the summer"), where the passage gives them.
+    given = [n.text for n in numbers(sentence)] + _TIME_WORDS.findall(sentence)
+    for text in dict.fromkeys(given):
+        clauses = [
+            _clause_around(passages, m.start(), m.end())
+            for m in re.finditer(rf"(?<!\w){re.escape(text)}(?!\w)", passages)
+        ]
+        if clauses and all(ESTIMATE.search(c) for c in clauses):
+            return True  # the passage gives it only as an estimate or a plan
     return False
 
 

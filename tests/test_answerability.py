@@ -8,6 +8,7 @@ from rag.answerability import answers
 from rag.replies import complete_sentences, split_reply
 
 HOUSE = "The eight-bedroom house could fetch up to £2m when it is auctioned in May."
+BRIDGE = "The new bridge, delayed twice, is scheduled to open in the autumn."
 CLOSE = "The council announced the library would close in June; the union warned that strikes could follow."
 STRIKE = "The strike began in March, and the union said 3,000 workers had walked out."
 
@@ -21,6 +22,8 @@ STRIKE = "The strike began in March, and the union said 3,000 workers had walked
         ("How many workers walked out?", "Workers walked out in March.", STRIKE, "figure"),
         ("When did the strike begin?", "The union called the strike.", STRIKE, "time"),
         ("What did Acme pay for the firm?", "It paid £2m.", "Beta paid £2m for it.", "Acme"),
+        # a plan's date is not when it happened
+        ("When did the new bridge open?", "It opened in the autumn.", BRIDGE, "estimate"),
     ],
 )
 def test_a_sentence_that_misses_the_questions_target_does_not_answer(
@@ -45,6 +48,12 @@ def test_a_sentence_that_misses_the_questions_target_does_not_answer(
         # amounts and times without digits
         ("How many workers walked out?", "Thousands of workers walked out.", STRIKE),
         ("When did the strike begin?", "It began in the 1990s.", STRIKE),
+        ("When is the new bridge scheduled to open?", "In the autumn.", BRIDGE),
+        (
+            "When did the old plant close?",
+            "It closed last year.",
+            "The old plant closed last year, and a new one is expected next year.",
+        ),
         ("What did the union's survey find?", "It found strikes could follow.", CLOSE),
         # asked what was said or decided, the plan or promise is the answer
         ("What did the council announce about the library?", "It would close in June.", CLOSE),
