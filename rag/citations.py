@@ -184,7 +184,8 @@ class Verification:
         text = sentence.text
         claim = text if len(text.split()) >= SHORT_CLAIM_WORDS else f"{self.question} {text}"
         if self.verifier.support is None:
-            texts = [self._text(sentence.cites), *clauses(self._text(sentence.cites))]
+            cited = self._text(sentence.cites)
+            texts = [cited, *clauses(cited)]
             vectors = np.asarray(self.verifier.embeddings.embed_documents([claim, *texts]))
             return round(float(np.max(vectors[1:] @ vectors[0])), 4)
         source = self.by_n[sentence.cites[0]].source

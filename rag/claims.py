@@ -81,7 +81,7 @@ _NATIONS = [
         "yemen yemeni yemenis",
         "afghanistan afghan afghans",
         "philippines filipino filipinos philippine",
-        "new zealand kiwi kiwis",
+        "zealand kiwi kiwis",  # "New" alone is no nation
         "argentina argentine argentinian argentinians",
         "belgium belgian belgians",
         "peru peruvian peruvians",
